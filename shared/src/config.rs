@@ -1,0 +1,362 @@
+//! Configuration from the environment, checked once at cold start. Every problem is reported
+//! together, each naming its variable, so one failed deploy shows everything to fix.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tables: Tables,
+    pub secrets: SecretIds,
+    pub douyin: DouyinConfig,
+    pub oceanengine: OceanEngineConfig,
+    pub oauth: OAuthConfig,
+    pub http: HttpConfig,
+    /// JWT claim that names the tenant (API Gateway passes claims through).
+    pub tenant_claim: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub connections: String,
+    pub oauth_states: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretIds {
+    pub app_credentials: String,
+    /// Each connection's tokens live in `<prefix><connectionId>`.
+    pub connection_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DouyinConfig {
+    /// Hosts both the consent page and the OpenAPI (`https://open.douyin.com`).
+    pub base_url: Url,
+    /// Public app identifier; it appears in every consent URL, so it is config, not a secret.
+    pub client_key: String,
+    pub scopes: String,
+    /// Renew the cached app `client_token` this long before it expires.
+    pub client_token_renew_before: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OceanEngineConfig {
+    pub api_base_url: Url,
+    /// Host of the consent page (`https://ad.oceanengine.com`).
+    pub auth_base_url: Url,
+    pub app_id: String,
+    /// Optional `scope` for the consent page; empty sends none (the app's full grant).
+    pub scopes: String,
+    /// Ocean Engine publishes no error table; these code sets are configurable guesses.
+    pub codes: OceanEngineCodes,
+}
+
+#[derive(Debug, Clone)]
+pub struct OceanEngineCodes {
+    pub throttled: BTreeSet<i64>,
+    pub token_invalid: BTreeSet<i64>,
+    pub auth_code_invalid: BTreeSet<i64>,
+    pub bad_credentials: BTreeSet<i64>,
+}
+
+impl Default for OceanEngineCodes {
+    fn default() -> Self {
+        Self {
+            throttled: [40100].into(),
+            token_invalid: [40102, 40103, 40105, 40107].into(),
+            auth_code_invalid: [40110].into(),
+            bad_credentials: [40101].into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The public URL of the auth-callback route, registered with both platforms.
+    pub callback_url: Url,
+    /// Origins (`scheme://host[:port]`) a `redirectUrl` may point at.
+    pub allowed_redirect_origins: Vec<String>,
+    pub state_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let config = Config {
+            tables: Tables {
+                connections: r.name("CONNECTIONS_TABLE", "douyin-leads-connections"),
+                oauth_states: r.name("OAUTH_STATES_TABLE", "douyin-leads-oauth-states"),
+            },
+            secrets: SecretIds {
+                app_credentials: r
+                    .name("APP_CREDENTIALS_SECRET_ID", "douyin-leads/app-credentials"),
+                connection_prefix: r.name("CONNECTION_SECRET_PREFIX", "douyin-leads/connections/"),
+            },
+            douyin: DouyinConfig {
+                base_url: r.url("DOUYIN_BASE_URL", Some("https://open.douyin.com")),
+                client_key: r.required("DOUYIN_CLIENT_KEY"),
+                scopes: r.name("DOUYIN_SCOPES", "user_info,fans.list"),
+                client_token_renew_before: r.secs(
+                    "DOUYIN_CLIENT_TOKEN_RENEW_BEFORE_SECS",
+                    600,
+                    0..=3600,
+                ),
+            },
+            oceanengine: OceanEngineConfig {
+                api_base_url: r.url(
+                    "OCEANENGINE_API_BASE_URL",
+                    Some("https://api.oceanengine.com"),
+                ),
+                auth_base_url: r.url(
+                    "OCEANENGINE_AUTH_BASE_URL",
+                    Some("https://ad.oceanengine.com"),
+                ),
+                app_id: r.required("OCEANENGINE_APP_ID"),
+                scopes: r.optional("OCEANENGINE_SCOPES").unwrap_or_default(),
+                codes: OceanEngineCodes {
+                    throttled: r.codes(
+                        "OCEANENGINE_THROTTLE_CODES",
+                        OceanEngineCodes::default().throttled,
+                    ),
+                    token_invalid: r.codes(
+                        "OCEANENGINE_TOKEN_INVALID_CODES",
+                        OceanEngineCodes::default().token_invalid,
+                    ),
+                    auth_code_invalid: r.codes(
+                        "OCEANENGINE_AUTH_CODE_INVALID_CODES",
+                        OceanEngineCodes::default().auth_code_invalid,
+                    ),
+                    bad_credentials: r.codes(
+                        "OCEANENGINE_BAD_CREDENTIAL_CODES",
+                        OceanEngineCodes::default().bad_credentials,
+                    ),
+                },
+            },
+            oauth: OAuthConfig {
+                callback_url: r.url("OAUTH_CALLBACK_URL", None),
+                allowed_redirect_origins: r.origins("ALLOWED_REDIRECT_ORIGINS"),
+                state_ttl: r.secs("OAUTH_STATE_TTL_SECS", 600, 60..=3600),
+            },
+            http: HttpConfig {
+                timeout: r.millis("HTTP_TIMEOUT_MS", 5000, 100..=60_000),
+                connect_timeout: r.millis("HTTP_CONNECT_TIMEOUT_MS", 2000, 50..=30_000),
+                max_attempts: r.int("HTTP_MAX_ATTEMPTS", 3, 1..=10) as u32,
+                retry_base: r.millis("HTTP_RETRY_BASE_MS", 200, 1..=10_000),
+                retry_max: r.millis("HTTP_RETRY_MAX_MS", 2000, 1..=60_000),
+            },
+            tenant_claim: r.name("TENANT_CLAIM", "sub"),
+        };
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, name: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.problems
+                .push(format!("{name} is required but not set"));
+            String::new()
+        })
+    }
+
+    fn name(&mut self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn url(&mut self, name: &str, default: Option<&str>) -> Url {
+        let fallback = || Url::parse("http://invalid.local").expect("static URL parses");
+        let Some(raw) = self.optional(name).or(default.map(str::to_owned)) else {
+            self.problems
+                .push(format!("{name} is required but not set"));
+            return fallback();
+        };
+        match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be an absolute http(s) URL, got {raw:?}"
+                ));
+                fallback()
+            }
+        }
+    }
+
+    fn int(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> u64 {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        match raw.parse::<u64>() {
+            Ok(v) if range.contains(&v) => v,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be an integer in {}..={}, got {raw:?}",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        }
+    }
+
+    fn secs(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Duration {
+        Duration::from_secs(self.int(name, default, range))
+    }
+
+    fn millis(
+        &mut self,
+        name: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Duration {
+        Duration::from_millis(self.int(name, default, range))
+    }
+
+    fn codes(&mut self, name: &str, default: BTreeSet<i64>) -> BTreeSet<i64> {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        let parsed: Result<BTreeSet<i64>, _> =
+            raw.split(',').map(|c| c.trim().parse::<i64>()).collect();
+        parsed.unwrap_or_else(|_| {
+            self.problems.push(format!(
+                "{name} must be a comma-separated list of integers, got {raw:?}"
+            ));
+            default
+        })
+    }
+
+    /// Each entry must be a bare origin; a path would suggest a prefix match we do not do.
+    fn origins(&mut self, name: &str) -> Vec<String> {
+        let Some(raw) = self.optional(name) else {
+            return Vec::new();
+        };
+        let mut origins = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match Url::parse(entry) {
+                Ok(url)
+                    if matches!(url.scheme(), "http" | "https")
+                        && url.host().is_some()
+                        && url.path() == "/"
+                        && url.query().is_none() =>
+                {
+                    origins.push(url.origin().ascii_serialization())
+                }
+                _ => self.problems.push(format!(
+                    "{name} entries must be origins like https://app.example.com, got {entry:?}"
+                )),
+            }
+        }
+        origins
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub fn minimal_env() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("DOUYIN_CLIENT_KEY", "awtestkey"),
+            ("OCEANENGINE_APP_ID", "1700000000000001"),
+            (
+                "OAUTH_CALLBACK_URL",
+                "https://api.example.com/api/v1/lead/douyin/auth/callback",
+            ),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, &'static str>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn minimal_env_gets_sane_defaults() {
+        let c = load(&minimal_env()).unwrap();
+        assert_eq!(c.tables.connections, "douyin-leads-connections");
+        assert_eq!(c.oauth.state_ttl, Duration::from_secs(600));
+        assert_eq!(c.douyin.base_url.as_str(), "https://open.douyin.com/");
+        assert_eq!(c.http.max_attempts, 3);
+        assert_eq!(c.tenant_claim, "sub");
+        assert!(c.oauth.allowed_redirect_origins.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_named_at_once() {
+        let mut env = minimal_env();
+        env.remove("DOUYIN_CLIENT_KEY");
+        env.insert("HTTP_MAX_ATTEMPTS", "zero");
+        env.insert("OAUTH_CALLBACK_URL", "not a url");
+        env.insert(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://ok.example.com, https://bad.example.com/path",
+        );
+        let err = load(&env).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.problems.len(), 4, "{text}");
+        for name in [
+            "DOUYIN_CLIENT_KEY",
+            "HTTP_MAX_ATTEMPTS",
+            "OAUTH_CALLBACK_URL",
+            "ALLOWED_REDIRECT_ORIGINS",
+        ] {
+            assert!(text.contains(name), "{name} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        let mut env = minimal_env();
+        env.insert(
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://App.Example.com/, http://localhost:3000",
+        );
+        let c = load(&env).unwrap();
+        assert_eq!(
+            c.oauth.allowed_redirect_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The nouns of the product: providers, tenants, OAuth states, connections and their tokens.
+
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A platform a merchant connects through OAuth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Douyin,
+    #[serde(rename = "oceanengine")]
+    OceanEngine,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Douyin, Provider::OceanEngine];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Douyin => "douyin",
+            Provider::OceanEngine => "oceanengine",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SaaS customer that owns connections and leads; taken from the JWT, never from input.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionId(String);
+
+impl ConnectionId {
+    /// Derived from (tenant, provider, external account), so re-authorising the same account
+    /// lands on the same connection and a replayed callback writes the same item.
+    pub fn derive(tenant: &TenantId, provider: Provider, external_account_id: &str) -> Self {
+        let mut hash = Sha256::new();
+        for part in [tenant.as_str(), provider.as_str(), external_account_id] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        let digest = hash.finalize();
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("c_{hex}"))
+    }
+
+    pub fn from_stored(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A pending consent: random, single use, bound to who asked and where they go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    pub state: String,
+    pub tenant: TenantId,
+    pub provider: Provider,
+    pub redirect_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionStatus {
+    Active,
+    ReauthRequired,
+    Disabled,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Active => "ACTIVE",
+            ConnectionStatus::ReauthRequired => "REAUTH_REQUIRED",
+            ConnectionStatus::Disabled => "DISABLED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Active, Self::ReauthRequired, Self::Disabled]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+/// One authorised account of one source, owned by one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub tenant: TenantId,
+    pub provider: Provider,
+    /// Douyin `open_id`, or the Ocean Engine advertiser that granted the token.
+    pub external_account_id: String,
+    /// Ocean Engine: every advertiser the token can read. Empty for Douyin.
+    pub advertiser_ids: Vec<String>,
+    pub scopes: Vec<String>,
+    pub status: ConnectionStatus,
+    pub secret_id: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a connection's secret holds. Expiry times are absolute so a reader needs no issue time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSet {
+    pub provider: Provider,
+    pub access_token: Secret,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: Secret,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub open_id: Option<String>,
+    pub advertiser_ids: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Douyin allows five renewals of a refresh token; this counts the ones used.
+    pub renewals_used: u32,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// App-level credentials, one secret for the whole deployment.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub douyin_client_secret: Secret,
+    pub oceanengine_secret: Secret,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_id_is_stable_and_separates_tenants_and_providers() {
+        let t1 = TenantId::new("t1");
+        let t2 = TenantId::new("t2");
+        let a = ConnectionId::derive(&t1, Provider::Douyin, "open-1");
+        assert_eq!(a, ConnectionId::derive(&t1, Provider::Douyin, "open-1"));
+        assert_ne!(a, ConnectionId::derive(&t2, Provider::Douyin, "open-1"));
+        assert_ne!(
+            a,
+            ConnectionId::derive(&t1, Provider::OceanEngine, "open-1")
+        );
+        // The separator keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(
+            ConnectionId::derive(&TenantId::new("ab"), Provider::Douyin, "c"),
+            ConnectionId::derive(&TenantId::new("a"), Provider::Douyin, "bc")
+        );
+        assert!(a.as_str().starts_with("c_") && a.as_str().len() == 26);
+    }
+
+    #[test]
+    fn provider_round_trips_through_its_wire_name() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Provider::parse("feiyu"), None);
+    }
+}

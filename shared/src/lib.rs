@@ -1,0 +1,16 @@
+//! The crate every douyin-leads function shares: configuration, domain types, platform clients,
+//! storage ports and adapters, and the HTTP conventions.
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod connect;
+pub mod domain;
+pub mod http;
+pub mod lenient;
+pub mod platform;
+pub mod secret;
+pub mod store;
+
+pub use config::Config;
+pub use secret::Secret;

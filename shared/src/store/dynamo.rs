@@ -1,0 +1,383 @@
+//! DynamoDB adapters. Uniqueness and single use are enforced by conditional writes, never by a
+//! read followed by a write.
+
+use super::{ClaimError, ConnectionStore, StateError, StateStore, StoreError};
+use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(|v| s(v.clone())).collect())
+}
+
+fn time(t: DateTime<Utc>) -> AttributeValue {
+    s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v.clone()),
+        _ => Err(StoreError::new(
+            "decode item",
+            format!("attribute {name} is missing or not a string"),
+        )),
+    }
+}
+
+fn get_opt_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn get_list(item: &Item, name: &str) -> Vec<String> {
+    match item.get(name) {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .filter_map(|v| v.as_s().ok().cloned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
+    let raw = get_s(item, name)?;
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::new("decode item", format!("attribute {name}: {e}")))
+}
+
+fn sdk_error<E, R>(
+    operation: &'static str,
+    err: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::new(operation, aws_sdk_dynamodb::error::DisplayErrorContext(err))
+}
+
+pub struct DynamoStateStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStateStore {
+    async fn create(&self, state: &OAuthState) -> Result<(), StoreError> {
+        let mut item = Item::from([
+            ("state".to_owned(), s(&state.state)),
+            ("tenant".to_owned(), s(state.tenant.as_str())),
+            ("provider".to_owned(), s(state.provider.as_str())),
+            ("createdAt".to_owned(), time(state.created_at)),
+            ("expiresAt".to_owned(), time(state.expires_at)),
+            // DynamoDB's TTL deletes lazily (up to days late); `consume` checks expiresAt itself.
+            ("ttl".to_owned(), n(state.expires_at.timestamp())),
+        ]);
+        if let Some(url) = &state.redirect_url {
+            item.insert("redirectUrl".to_owned(), s(url));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", "state")
+            .send()
+            .await
+            .map_err(|e| sdk_error("create state", e))?;
+        Ok(())
+    }
+
+    async fn consume(&self, state: &str, now: DateTime<Utc>) -> Result<OAuthState, StateError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("state", s(state))
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#k", "state")
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let item = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                return Err(StateError::Unknown);
+            }
+            Err(e) => return Err(sdk_error("consume state", e).into()),
+        };
+        let provider = get_s(&item, "provider")?;
+        let found = OAuthState {
+            state: get_s(&item, "state")?,
+            tenant: TenantId::new(get_s(&item, "tenant")?),
+            provider: Provider::parse(&provider).ok_or_else(|| {
+                StoreError::new("decode state", format!("unknown provider {provider}"))
+            })?,
+            redirect_url: get_opt_s(&item, "redirectUrl"),
+            created_at: get_time(&item, "createdAt")?,
+            expires_at: get_time(&item, "expiresAt")?,
+        };
+        if found.expires_at <= now {
+            return Err(StateError::Expired);
+        }
+        Ok(found)
+    }
+}
+
+pub struct DynamoConnectionStore {
+    client: Client,
+    table: String,
+}
+
+fn tenant_pk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+
+fn connection_sk(id: &ConnectionId) -> String {
+    format!("CONN#{id}")
+}
+
+fn claim_pk(provider: Provider, external: &str) -> String {
+    format!("CLAIM#{provider}#{external}")
+}
+
+const CLAIM_SK: &str = "CLAIM";
+
+/// `attribute_not_exists(pk) OR tenant = :tenant`: free, or already ours.
+const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #tenant = :tenant";
+
+fn claim_update(
+    table: &str,
+    tenant: &TenantId,
+    provider: Provider,
+    external: &str,
+    now: DateTime<Utc>,
+) -> Update {
+    let id = ConnectionId::derive(tenant, provider, external);
+    Update::builder()
+        .table_name(table)
+        .key("pk", s(claim_pk(provider, external)))
+        .key("sk", s(CLAIM_SK))
+        .update_expression(
+            "SET #tenant = :tenant, #cid = :cid, #claimedAt = if_not_exists(#claimedAt, :now)",
+        )
+        .condition_expression(CLAIM_CONDITION)
+        .expression_attribute_names("#pk", "pk")
+        .expression_attribute_names("#tenant", "tenant")
+        .expression_attribute_names("#cid", "connectionId")
+        .expression_attribute_names("#claimedAt", "claimedAt")
+        .expression_attribute_values(":tenant", s(tenant.as_str()))
+        .expression_attribute_values(":cid", s(id.as_str()))
+        .expression_attribute_values(":now", time(now))
+        .build()
+        .expect("table, key and expression are set")
+}
+
+impl DynamoConnectionStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn decode(item: &Item) -> Result<Connection, StoreError> {
+        let provider = get_s(item, "provider")?;
+        let status = get_s(item, "status")?;
+        Ok(Connection {
+            id: ConnectionId::from_stored(get_s(item, "connectionId")?),
+            tenant: TenantId::new(get_s(item, "tenant")?),
+            provider: Provider::parse(&provider).ok_or_else(|| {
+                StoreError::new("decode connection", format!("unknown provider {provider}"))
+            })?,
+            external_account_id: get_s(item, "externalAccountId")?,
+            advertiser_ids: get_list(item, "advertiserIds"),
+            scopes: get_list(item, "scopes"),
+            status: ConnectionStatus::parse(&status).ok_or_else(|| {
+                StoreError::new("decode connection", format!("unknown status {status}"))
+            })?,
+            secret_id: get_s(item, "secretId")?,
+            access_expires_at: get_time(item, "accessExpiresAt")?,
+            refresh_expires_at: get_time(item, "refreshExpiresAt")?,
+            created_at: get_time(item, "createdAt")?,
+            updated_at: get_time(item, "updatedAt")?,
+        })
+    }
+}
+
+fn owned_elsewhere(provider: Provider, external: &str) -> ClaimError {
+    ClaimError::OwnedByAnotherTenant {
+        provider,
+        external_account_id: external.to_owned(),
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoConnectionStore {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        external: &str,
+    ) -> Result<ConnectionId, ClaimError> {
+        let update = claim_update(&self.table, tenant, provider, external, Utc::now());
+        let result = self
+            .client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ConnectionId::derive(tenant, provider, external)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Err(owned_elsewhere(provider, external))
+            }
+            Err(e) => Err(sdk_error("claim account", e).into()),
+        }
+    }
+
+    async fn upsert(&self, c: &Connection) -> Result<(), ClaimError> {
+        let claim = claim_update(
+            &self.table,
+            &c.tenant,
+            c.provider,
+            &c.external_account_id,
+            c.updated_at,
+        );
+        let fields: [(&str, AttributeValue); 11] = [
+            ("connectionId", s(c.id.as_str())),
+            ("tenant", s(c.tenant.as_str())),
+            ("provider", s(c.provider.as_str())),
+            ("externalAccountId", s(&c.external_account_id)),
+            ("advertiserIds", list(&c.advertiser_ids)),
+            ("scopes", list(&c.scopes)),
+            ("status", s(c.status.as_str())),
+            ("secretId", s(&c.secret_id)),
+            ("accessExpiresAt", time(c.access_expires_at)),
+            ("refreshExpiresAt", time(c.refresh_expires_at)),
+            ("updatedAt", time(c.updated_at)),
+        ];
+        let mut sets: Vec<String> = Vec::new();
+        let mut builder = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(&c.tenant)))
+            .key("sk", s(connection_sk(&c.id)));
+        for (i, (name, value)) in fields.into_iter().enumerate() {
+            sets.push(format!("#f{i} = :f{i}"));
+            builder = builder
+                .expression_attribute_names(format!("#f{i}"), name)
+                .expression_attribute_values(format!(":f{i}"), value);
+        }
+        sets.push("#created = if_not_exists(#created, :created)".to_owned());
+        let row = builder
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .expression_attribute_names("#created", "createdAt")
+            .expression_attribute_values(":created", time(c.created_at))
+            .build()
+            .expect("table, key and expression are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(claim).build())
+            .transact_items(TransactWriteItem::builder().update(row).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let claim_failed = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
+                        tc.cancellation_reasons().first().and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                    }
+                    _ => false,
+                };
+                if claim_failed {
+                    Err(owned_elsewhere(c.provider, &c.external_account_id))
+                } else {
+                    Err(sdk_error("upsert connection", e).into())
+                }
+            }
+        }
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant)))
+            .key("sk", s(connection_sk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("get connection", e))?;
+        out.item.as_ref().map(Self::decode).transpose()
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
+        let mut connections = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":prefix", s("CONN#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("list connections", e))?;
+            for item in out.items() {
+                connections.push(Self::decode(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(connections),
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Embedded stores: the same semantics as the AWS adapters, held in process memory.
+
+use super::{
+    AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError,
+    TokenVault, token_codec,
+};
+use crate::domain::{
+    AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the whole local run down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+pub struct MemoryStateStore {
+    states: Mutex<HashMap<String, OAuthState>>,
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    async fn create(&self, state: &OAuthState) -> Result<(), StoreError> {
+        let mut states = lock(&self.states);
+        if states.contains_key(&state.state) {
+            return Err(StoreError::new("create state", "state already exists"));
+        }
+        states.insert(state.state.clone(), state.clone());
+        Ok(())
+    }
+
+    async fn consume(&self, state: &str, now: DateTime<Utc>) -> Result<OAuthState, StateError> {
+        let found = lock(&self.states)
+            .remove(state)
+            .ok_or(StateError::Unknown)?;
+        if found.expires_at <= now {
+            return Err(StateError::Expired);
+        }
+        Ok(found)
+    }
+}
+
+/// Keeps every version of every secret, newest last, as Secrets Manager keeps AWSPREVIOUS.
+pub struct MemoryTokenVault {
+    secrets: Mutex<HashMap<String, Vec<String>>>,
+    credentials: Arc<AppCredentials>,
+}
+
+impl MemoryTokenVault {
+    pub fn new(credentials: AppCredentials) -> Self {
+        Self {
+            secrets: Mutex::default(),
+            credentials: Arc::new(credentials),
+        }
+    }
+
+    /// How many versions `secret_id` has; for tests of rotation.
+    pub fn version_count(&self, secret_id: &str) -> usize {
+        lock(&self.secrets).get(secret_id).map_or(0, Vec::len)
+    }
+}
+
+#[async_trait]
+impl TokenVault for MemoryTokenVault {
+    async fn put_tokens(&self, secret_id: &str, tokens: &TokenSet) -> Result<(), StoreError> {
+        lock(&self.secrets)
+            .entry(secret_id.to_owned())
+            .or_default()
+            .push(token_codec::encode(tokens));
+        Ok(())
+    }
+
+    async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError> {
+        let current = lock(&self.secrets)
+            .get(secret_id)
+            .and_then(|v| v.last().cloned());
+        current.as_deref().map(token_codec::decode).transpose()
+    }
+}
+
+#[async_trait]
+impl AppCredentialsSource for MemoryTokenVault {
+    async fn app_credentials(&self) -> Result<Arc<AppCredentials>, StoreError> {
+        Ok(self.credentials.clone())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryConnectionStore {
+    inner: Mutex<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    claims: HashMap<(Provider, String), TenantId>,
+    rows: BTreeMap<(TenantId, ConnectionId), Connection>,
+}
+
+impl Connections {
+    fn claim(
+        &mut self,
+        tenant: &TenantId,
+        provider: Provider,
+        external: &str,
+    ) -> Result<(), ClaimError> {
+        let owner = self
+            .claims
+            .entry((provider, external.to_owned()))
+            .or_insert_with(|| tenant.clone());
+        if owner != tenant {
+            return Err(ClaimError::OwnedByAnotherTenant {
+                provider,
+                external_account_id: external.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryConnectionStore {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        provider: Provider,
+        external: &str,
+    ) -> Result<ConnectionId, ClaimError> {
+        lock(&self.inner).claim(tenant, provider, external)?;
+        Ok(ConnectionId::derive(tenant, provider, external))
+    }
+
+    async fn upsert(&self, connection: &Connection) -> Result<(), ClaimError> {
+        let mut inner = lock(&self.inner);
+        inner.claim(
+            &connection.tenant,
+            connection.provider,
+            &connection.external_account_id,
+        )?;
+        let key = (connection.tenant.clone(), connection.id.clone());
+        let created_at = inner
+            .rows
+            .get(&key)
+            .map_or(connection.created_at, |old| old.created_at);
+        inner.rows.insert(
+            key,
+            Connection {
+                created_at,
+                ..connection.clone()
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+    ) -> Result<Option<Connection>, StoreError> {
+        Ok(lock(&self.inner)
+            .rows
+            .get(&(tenant.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
+        Ok(lock(&self.inner)
+            .rows
+            .values()
+            .filter(|c| &c.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+}

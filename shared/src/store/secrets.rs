@@ -1,0 +1,144 @@
+//! Secrets Manager adapters: one secret per connection (each write a new version, so the previous
+//! stays readable as AWSPREVIOUS), and the app credentials read once per container.
+
+use super::{AppCredentialsSource, StoreError, TokenVault, token_codec};
+use crate::domain::{AppCredentials, TokenSet};
+use crate::secret::Secret;
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+pub struct SecretsManagerVault {
+    client: Client,
+}
+
+impl SecretsManagerVault {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl TokenVault for SecretsManagerVault {
+    async fn put_tokens(&self, secret_id: &str, tokens: &TokenSet) -> Result<(), StoreError> {
+        let value = token_codec::encode(tokens);
+        // Try the common case of a new connection first; an existing secret gets a new version.
+        let created = self
+            .client
+            .create_secret()
+            .name(secret_id)
+            .description("douyin-leads connection tokens")
+            .secret_string(&value)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_exists_exception()) =>
+            {
+                self.client
+                    .put_secret_value()
+                    .secret_id(secret_id)
+                    .secret_string(value)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        StoreError::new("put connection secret", DisplayErrorContext(e))
+                    })?;
+                Ok(())
+            }
+            Err(e) => Err(StoreError::new(
+                "create connection secret",
+                DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError> {
+        let out = match self
+            .client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(StoreError::new(
+                    "get connection secret",
+                    DisplayErrorContext(e),
+                ));
+            }
+        };
+        let text = out.secret_string().ok_or_else(|| {
+            StoreError::new("get connection secret", "secret has no string value")
+        })?;
+        token_codec::decode(text).map(Some)
+    }
+}
+
+/// The app-credentials secret: `{"douyinClientSecret": "...", "oceanengineSecret": "..."}`.
+/// Read on first use and kept for the container's life; a failed read is retried next time.
+pub struct SecretsManagerAppCredentials {
+    client: Client,
+    secret_id: String,
+    cached: OnceCell<Arc<AppCredentials>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CredentialsWire {
+    douyin_client_secret: String,
+    oceanengine_secret: String,
+}
+
+impl SecretsManagerAppCredentials {
+    pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+            cached: OnceCell::new(),
+        }
+    }
+}
+
+pub fn parse_app_credentials(text: &str) -> Result<AppCredentials, StoreError> {
+    let wire: CredentialsWire =
+        serde_json::from_str(text).map_err(|e| StoreError::new("decode app credentials", e))?;
+    Ok(AppCredentials {
+        douyin_client_secret: Secret::new(wire.douyin_client_secret),
+        oceanengine_secret: Secret::new(wire.oceanengine_secret),
+    })
+}
+
+#[async_trait]
+impl AppCredentialsSource for SecretsManagerAppCredentials {
+    async fn app_credentials(&self) -> Result<Arc<AppCredentials>, StoreError> {
+        self.cached
+            .get_or_try_init(|| async {
+                let out = self
+                    .client
+                    .get_secret_value()
+                    .secret_id(&self.secret_id)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::new("read app credentials", DisplayErrorContext(e)))?;
+                let text = out.secret_string().ok_or_else(|| {
+                    StoreError::new("read app credentials", "secret has no string value")
+                })?;
+                parse_app_credentials(text).map(Arc::new)
+            })
+            .await
+            .cloned()
+    }
+}
