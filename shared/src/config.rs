@@ -113,36 +113,22 @@ impl Config {
                 oauth_states: r.name("OAUTH_STATES_TABLE", "douyin-leads-oauth-states"),
             },
             secrets: SecretIds {
-                app_credentials: r
-                    .name("APP_CREDENTIALS_SECRET_ID", "douyin-leads/app-credentials"),
+                app_credentials: r.name("APP_CREDENTIALS_SECRET_ID", "douyin-leads/app-credentials"),
                 connection_prefix: r.name("CONNECTION_SECRET_PREFIX", "douyin-leads/connections/"),
             },
             douyin: DouyinConfig {
                 base_url: r.url("DOUYIN_BASE_URL", Some("https://open.douyin.com")),
                 client_key: r.required("DOUYIN_CLIENT_KEY"),
                 scopes: r.name("DOUYIN_SCOPES", "user_info,fans.list"),
-                client_token_renew_before: r.secs(
-                    "DOUYIN_CLIENT_TOKEN_RENEW_BEFORE_SECS",
-                    600,
-                    0..=3600,
-                ),
+                client_token_renew_before: r.secs("DOUYIN_CLIENT_TOKEN_RENEW_BEFORE_SECS", 600, 0..=3600),
             },
             oceanengine: OceanEngineConfig {
-                api_base_url: r.url(
-                    "OCEANENGINE_API_BASE_URL",
-                    Some("https://api.oceanengine.com"),
-                ),
-                auth_base_url: r.url(
-                    "OCEANENGINE_AUTH_BASE_URL",
-                    Some("https://ad.oceanengine.com"),
-                ),
+                api_base_url: r.url("OCEANENGINE_API_BASE_URL", Some("https://api.oceanengine.com")),
+                auth_base_url: r.url("OCEANENGINE_AUTH_BASE_URL", Some("https://ad.oceanengine.com")),
                 app_id: r.required("OCEANENGINE_APP_ID"),
                 scopes: r.optional("OCEANENGINE_SCOPES").unwrap_or_default(),
                 codes: OceanEngineCodes {
-                    throttled: r.codes(
-                        "OCEANENGINE_THROTTLE_CODES",
-                        OceanEngineCodes::default().throttled,
-                    ),
+                    throttled: r.codes("OCEANENGINE_THROTTLE_CODES", OceanEngineCodes::default().throttled),
                     token_invalid: r.codes(
                         "OCEANENGINE_TOKEN_INVALID_CODES",
                         OceanEngineCodes::default().token_invalid,
@@ -174,9 +160,7 @@ impl Config {
         if r.problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError {
-                problems: r.problems,
-            })
+            Err(ConfigError { problems: r.problems })
         }
     }
 }
@@ -195,8 +179,7 @@ impl Reader<'_> {
 
     fn required(&mut self, name: &str) -> String {
         self.optional(name).unwrap_or_else(|| {
-            self.problems
-                .push(format!("{name} is required but not set"));
+            self.problems.push(format!("{name} is required but not set"));
             String::new()
         })
     }
@@ -208,16 +191,14 @@ impl Reader<'_> {
     fn url(&mut self, name: &str, default: Option<&str>) -> Url {
         let fallback = || Url::parse("http://invalid.local").expect("static URL parses");
         let Some(raw) = self.optional(name).or(default.map(str::to_owned)) else {
-            self.problems
-                .push(format!("{name} is required but not set"));
+            self.problems.push(format!("{name} is required but not set"));
             return fallback();
         };
         match Url::parse(&raw) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
             _ => {
-                self.problems.push(format!(
-                    "{name} must be an absolute http(s) URL, got {raw:?}"
-                ));
+                self.problems
+                    .push(format!("{name} must be an absolute http(s) URL, got {raw:?}"));
                 fallback()
             }
         }
@@ -244,12 +225,7 @@ impl Reader<'_> {
         Duration::from_secs(self.int(name, default, range))
     }
 
-    fn millis(
-        &mut self,
-        name: &str,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-    ) -> Duration {
+    fn millis(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Duration {
         Duration::from_millis(self.int(name, default, range))
     }
 
@@ -257,8 +233,7 @@ impl Reader<'_> {
         let Some(raw) = self.optional(name) else {
             return default;
         };
-        let parsed: Result<BTreeSet<i64>, _> =
-            raw.split(',').map(|c| c.trim().parse::<i64>()).collect();
+        let parsed: Result<BTreeSet<i64>, _> = raw.split(',').map(|c| c.trim().parse::<i64>()).collect();
         parsed.unwrap_or_else(|_| {
             self.problems.push(format!(
                 "{name} must be a comma-separated list of integers, got {raw:?}"

@@ -8,10 +8,7 @@ use crate::http::ApiError;
 use crate::platform::douyin::{self, DouyinClient};
 use crate::platform::oceanengine::{self, OceanEngineClient};
 use crate::platform::{ErrorKind, PlatformError};
-use crate::store::{
-    AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError,
-    TokenVault,
-};
+use crate::store::{AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError, TokenVault};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
@@ -63,9 +60,7 @@ impl From<ConnectError> for ApiError {
     fn from(err: ConnectError) -> Self {
         let message = err.to_string();
         match &err {
-            ConnectError::InvalidProvider(_) => {
-                ApiError::bad_request("INVALID_PROVIDER", "provider", message)
-            }
+            ConnectError::InvalidProvider(_) => ApiError::bad_request("INVALID_PROVIDER", "provider", message),
             ConnectError::RedirectNotAllowed(_) => {
                 ApiError::bad_request("REDIRECT_NOT_ALLOWED", "redirectUrl", message)
             }
@@ -73,15 +68,9 @@ impl From<ConnectError> for ApiError {
             ConnectError::StateUnknown => ApiError::bad_request("STATE_INVALID", "state", message),
             ConnectError::StateExpired => ApiError::bad_request("STATE_EXPIRED", "state", message),
             ConnectError::ConsentDenied => ApiError::bad_request("CONSENT_DENIED", "code", message),
-            ConnectError::CodeRejected(e) => {
-                ApiError::platform(StatusCode::BAD_REQUEST, "AUTH_CODE_INVALID", e)
-            }
-            ConnectError::Platform(e) => {
-                ApiError::platform(StatusCode::BAD_GATEWAY, "PLATFORM_ERROR", e)
-            }
-            ConnectError::AccountOwnedByAnotherTenant => {
-                ApiError::conflict("ACCOUNT_CONFLICT", message)
-            }
+            ConnectError::CodeRejected(e) => ApiError::platform(StatusCode::BAD_REQUEST, "AUTH_CODE_INVALID", e),
+            ConnectError::Platform(e) => ApiError::platform(StatusCode::BAD_GATEWAY, "PLATFORM_ERROR", e),
+            ConnectError::AccountOwnedByAnotherTenant => ApiError::conflict("ACCOUNT_CONFLICT", message),
             ConnectError::Store(e) => ApiError::internal("connect", e),
         }
     }
@@ -136,9 +125,7 @@ impl ConnectStart {
     ) -> Result<ConsentLink, ConnectError> {
         let provider = match provider {
             None => Provider::Douyin,
-            Some(p) => {
-                Provider::parse(p).ok_or_else(|| ConnectError::InvalidProvider(p.to_owned()))?
-            }
+            Some(p) => Provider::parse(p).ok_or_else(|| ConnectError::InvalidProvider(p.to_owned()))?,
         };
         let redirect_url = redirect_url
             .map(|r| allowed_redirect(r, &self.oauth.allowed_redirect_origins))
@@ -157,9 +144,7 @@ impl ConnectStart {
         let callback = &self.oauth.callback_url;
         let auth_url = match provider {
             Provider::Douyin => douyin::consent_url(&self.douyin, callback, &state.state),
-            Provider::OceanEngine => {
-                oceanengine::consent_url(&self.oceanengine, callback, &state.state)
-            }
+            Provider::OceanEngine => oceanengine::consent_url(&self.oceanengine, callback, &state.state),
         };
         tracing::info!(tenant = %tenant, %provider, "consent link issued");
         Ok(ConsentLink {
@@ -174,15 +159,13 @@ impl ConnectStart {
 /// 256 random bits, hex: unguessable, and safe in a URL without encoding.
 fn random_state() -> Result<String, ConnectError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| ConnectError::Store(StoreError::new("generate state", e)))?;
+    getrandom::fill(&mut bytes).map_err(|e| ConnectError::Store(StoreError::new("generate state", e)))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Accepts only absolute http(s) URLs whose origin is on the allow-list: no open redirect.
 pub fn allowed_redirect(raw: &str, allowed_origins: &[String]) -> Result<String, ConnectError> {
-    let url = Url::parse(raw)
-        .map_err(|_| ConnectError::RedirectNotAllowed("it is not an absolute URL".into()))?;
+    let url = Url::parse(raw).map_err(|_| ConnectError::RedirectNotAllowed("it is not an absolute URL".into()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(ConnectError::RedirectNotAllowed(
             "only http(s) URLs with a host are allowed".into(),
@@ -274,12 +257,7 @@ impl ConnectFinish {
         }
     }
 
-    async fn authorize(
-        &self,
-        state: &OAuthState,
-        code: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Connection, ConnectError> {
+    async fn authorize(&self, state: &OAuthState, code: &str, now: DateTime<Utc>) -> Result<Connection, ConnectError> {
         let credentials = self.credentials.app_credentials().await?;
         let (tokens, external_account_id) = match state.provider {
             Provider::Douyin => {
@@ -369,10 +347,7 @@ mod tests {
 
     #[test]
     fn redirects_must_match_an_allowed_origin_exactly() {
-        let allowed = vec![
-            "https://app.example.com".to_owned(),
-            "http://localhost:3000".to_owned(),
-        ];
+        let allowed = vec!["https://app.example.com".to_owned(), "http://localhost:3000".to_owned()];
         assert!(allowed_redirect("https://app.example.com/connected?x=1", &allowed).is_ok());
         assert!(allowed_redirect("http://localhost:3000/cb", &allowed).is_ok());
         for bad in [

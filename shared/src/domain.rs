@@ -177,10 +177,7 @@ mod tests {
         let a = ConnectionId::derive(&t1, Provider::Douyin, "open-1");
         assert_eq!(a, ConnectionId::derive(&t1, Provider::Douyin, "open-1"));
         assert_ne!(a, ConnectionId::derive(&t2, Provider::Douyin, "open-1"));
-        assert_ne!(
-            a,
-            ConnectionId::derive(&t1, Provider::OceanEngine, "open-1")
-        );
+        assert_ne!(a, ConnectionId::derive(&t1, Provider::OceanEngine, "open-1"));
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(
             ConnectionId::derive(&TenantId::new("ab"), Provider::Douyin, "c"),

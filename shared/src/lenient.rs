@@ -24,24 +24,15 @@ pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 /// A list of ids, each a number or a string.
 pub fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let value = Option::<Vec<Value>>::deserialize(d)?;
-    Ok(value
-        .unwrap_or_default()
-        .iter()
-        .filter_map(value_to_id)
-        .collect())
+    Ok(value.unwrap_or_default().iter().filter_map(value_to_id).collect())
 }
 
 pub fn value_to_int(value: &Value) -> Result<i64, String> {
     match value {
         Value::Null => Ok(0),
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| format!("{n} is not a 64-bit integer")),
+        Value::Number(n) => n.as_i64().ok_or_else(|| format!("{n} is not a 64-bit integer")),
         Value::String(s) if s.trim().is_empty() => Ok(0),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an integer")),
+        Value::String(s) => s.trim().parse().map_err(|_| format!("{s:?} is not an integer")),
         other => Err(format!("expected an integer, found {other}")),
     }
 }
@@ -70,11 +61,8 @@ mod tests {
 
     #[test]
     fn numbers_and_numeric_strings_read_the_same() {
-        let a: Sample =
-            serde_json::from_str(r#"{"n":86400,"id":7391234567890123456,"ids":[1,"2"]}"#).unwrap();
-        let b: Sample =
-            serde_json::from_str(r#"{"n":"86400","id":"7391234567890123456","ids":["1",2]}"#)
-                .unwrap();
+        let a: Sample = serde_json::from_str(r#"{"n":86400,"id":7391234567890123456,"ids":[1,"2"]}"#).unwrap();
+        let b: Sample = serde_json::from_str(r#"{"n":"86400","id":"7391234567890123456","ids":["1",2]}"#).unwrap();
         assert_eq!(a.n, 86400);
         assert_eq!(b.n, 86400);
         assert_eq!(a.id, "7391234567890123456");

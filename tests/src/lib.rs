@@ -1,1 +1,9 @@
+//! Everything that runs the system without AWS or ByteDance: the platform simulator, moto
+//! helpers, the store contract suite and the local all-in-one server.
 
+pub mod app;
+pub mod contract;
+pub mod local;
+pub mod local_auth;
+pub mod moto;
+pub mod sim;

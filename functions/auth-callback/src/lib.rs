@@ -40,11 +40,13 @@ pub fn service(config: &shared::Config, stores: Stores, clock: Arc<dyn Clock>) -
     }
 }
 
+/// The route without a fallback, for merging into a larger router (the local run).
+pub fn routes(service: Arc<ConnectFinish>) -> Router {
+    Router::new().route(ROUTE, get(callback)).with_state(service)
+}
+
 pub fn router(service: Arc<ConnectFinish>) -> Router {
-    Router::new()
-        .route(ROUTE, get(callback))
-        .fallback(route_not_found)
-        .with_state(service)
+    routes(service).fallback(route_not_found)
 }
 
 #[derive(Serialize)]
@@ -57,10 +59,7 @@ struct Connected {
     provider: &'static str,
 }
 
-async fn callback(
-    State(service): State<Arc<ConnectFinish>>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+async fn callback(State(service): State<Arc<ConnectFinish>>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query = QueryParams::parse(raw.as_deref())?;
     let params = CallbackParams {
         state: query.get("state").map(str::to_owned),
@@ -96,12 +95,8 @@ fn render(outcome: CallbackOutcome) -> Response {
 fn redirect(target: &str, params: &[(&str, &str)]) -> Response {
     // The target passed the allow-list when the state was issued, so it parses.
     let Ok(mut url) = Url::parse(target) else {
-        return ApiError::bad_request(
-            "REDIRECT_NOT_ALLOWED",
-            "redirectUrl",
-            "stored redirect is not a URL",
-        )
-        .into_response();
+        return ApiError::bad_request("REDIRECT_NOT_ALLOWED", "redirectUrl", "stored redirect is not a URL")
+            .into_response();
     };
     url.query_pairs_mut().extend_pairs(params);
     (

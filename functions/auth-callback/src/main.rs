@@ -10,19 +10,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = shared::Config::from_env()?;
     let aws = AwsClients::from_env().await;
     let stores = auth_callback::Stores {
-        states: Arc::new(DynamoStateStore::new(
-            aws.dynamodb.clone(),
-            &config.tables.oauth_states,
-        )),
+        states: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), &config.tables.oauth_states)),
         vault: Arc::new(SecretsManagerVault::new(aws.secrets.clone())),
         credentials: Arc::new(SecretsManagerAppCredentials::new(
             aws.secrets,
             &config.secrets.app_credentials,
         )),
-        connections: Arc::new(DynamoConnectionStore::new(
-            aws.dynamodb,
-            &config.tables.connections,
-        )),
+        connections: Arc::new(DynamoConnectionStore::new(aws.dynamodb, &config.tables.connections)),
     };
     let service = auth_callback::service(&config, stores, Arc::new(SystemClock));
     // Public route: the platforms redirect the browser here, so there is no identity layer.

@@ -14,11 +14,7 @@ use std::sync::Arc;
 pub const ROUTE: &str = "/api/v1/lead/douyin/auth/url";
 pub const SCOPE: &str = "lead:douyin:auth:get_url";
 
-pub fn service(
-    config: &shared::Config,
-    states: Arc<dyn StateStore>,
-    clock: Arc<dyn Clock>,
-) -> ConnectStart {
+pub fn service(config: &shared::Config, states: Arc<dyn StateStore>, clock: Arc<dyn Clock>) -> ConnectStart {
     ConnectStart {
         oauth: config.oauth.clone(),
         douyin: config.douyin.clone(),
@@ -28,11 +24,13 @@ pub fn service(
     }
 }
 
+/// The route without a fallback, for merging into a larger router (the local run).
+pub fn routes(service: Arc<ConnectStart>) -> Router {
+    Router::new().route(ROUTE, get(auth_url)).with_state(service)
+}
+
 pub fn router(service: Arc<ConnectStart>) -> Router {
-    Router::new()
-        .route(ROUTE, get(auth_url))
-        .fallback(route_not_found)
-        .with_state(service)
+    routes(service).fallback(route_not_found)
 }
 
 #[derive(Serialize)]
@@ -52,18 +50,12 @@ async fn auth_url(
     identity.require(SCOPE)?;
     let query = QueryParams::parse(raw.as_deref())?;
     let link = service
-        .start(
-            &identity.tenant,
-            query.get("provider"),
-            query.get("redirectUrl"),
-        )
+        .start(&identity.tenant, query.get("provider"), query.get("redirectUrl"))
         .await?;
     Ok(ok(AuthUrlData {
         auth_url: link.auth_url.to_string(),
         state: link.state,
-        expires_at: link
-            .expires_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        expires_at: link.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         provider: link.provider.as_str(),
     }))
 }

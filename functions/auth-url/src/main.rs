@@ -9,10 +9,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = shared::Config::from_env()?;
     let aws = AwsClients::from_env().await;
-    let states = Arc::new(DynamoStateStore::new(
-        aws.dynamodb,
-        &config.tables.oauth_states,
-    ));
+    let states = Arc::new(DynamoStateStore::new(aws.dynamodb, &config.tables.oauth_states));
     let service = auth_url::service(&config, states, Arc::new(SystemClock));
     let app = with_api_gateway_identity(auth_url::router(Arc::new(service)), &config.tenant_claim);
     lambda_http::run(app).await

@@ -47,11 +47,7 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(
-        error_code: &'static str,
-        field: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn bad_request(error_code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field),
             ..Self::new(StatusCode::BAD_REQUEST, error_code, message)

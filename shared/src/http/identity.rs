@@ -33,10 +33,7 @@ impl Identity {
         claims: &std::collections::HashMap<String, String>,
         scopes: Option<&[String]>,
     ) -> Option<Self> {
-        let tenant = claims
-            .get(tenant_claim)
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())?;
+        let tenant = claims.get(tenant_claim).map(|t| t.trim()).filter(|t| !t.is_empty())?;
         // API Gateway lists scopes separately; fall back to the raw `scope` claim when it does not.
         let scopes = match scopes {
             Some(list) => list.iter().cloned().collect(),
@@ -66,19 +63,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
 }
 
 /// Middleware for Lambda: reads `requestContext.authorizer.jwt` of an API Gateway HTTP API event.
-pub async fn from_api_gateway(
-    State(tenant_claim): State<Arc<str>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn from_api_gateway(State(tenant_claim): State<Arc<str>>, mut req: Request, next: Next) -> Response {
     let identity = match req.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx
             .authorizer
             .as_ref()
             .and_then(|a| a.jwt.as_ref())
-            .and_then(|jwt| {
-                Identity::from_claims(&tenant_claim, &jwt.claims, jwt.scopes.as_deref())
-            }),
+            .and_then(|jwt| Identity::from_claims(&tenant_claim, &jwt.claims, jwt.scopes.as_deref())),
         _ => None,
     };
     if let Some(identity) = identity {
@@ -102,18 +93,12 @@ mod tests {
 
     #[test]
     fn tenant_comes_from_the_configured_claim() {
-        let claims = HashMap::from([
-            ("sub".into(), "user-1".into()),
-            ("tenant_id".into(), "t-9".into()),
-        ]);
+        let claims = HashMap::from([("sub".into(), "user-1".into()), ("tenant_id".into(), "t-9".into())]);
         let scopes = vec!["a".to_owned()];
         let id = Identity::from_claims("tenant_id", &claims, Some(&scopes)).unwrap();
         assert_eq!(id.tenant.as_str(), "t-9");
         assert!(id.require("a").is_ok());
-        assert_eq!(
-            id.require("b").unwrap_err().status,
-            axum::http::StatusCode::FORBIDDEN
-        );
+        assert_eq!(id.require("b").unwrap_err().status, axum::http::StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -107,10 +107,7 @@ pub fn decode_envelope(endpoint: Endpoint, raw: RawResponse) -> Result<Value, Pl
     Ok(data)
 }
 
-fn decode_data<T: for<'de> Deserialize<'de>>(
-    endpoint: Endpoint,
-    raw: RawResponse,
-) -> Result<T, PlatformError> {
+fn decode_data<T: for<'de> Deserialize<'de>>(endpoint: Endpoint, raw: RawResponse) -> Result<T, PlatformError> {
     let data = decode_envelope(endpoint, raw)?;
     serde_json::from_value(data).map_err(|e| PlatformError::Decode {
         platform: Platform::Douyin,
@@ -231,19 +228,14 @@ impl DouyinClient {
             http,
             base_url: config.base_url.clone(),
             client_key: config.client_key.clone(),
-            renew_before: Duration::from_std(config.client_token_renew_before)
-                .unwrap_or(Duration::minutes(10)),
+            renew_before: Duration::from_std(config.client_token_renew_before).unwrap_or(Duration::minutes(10)),
             client_token: Arc::default(),
         }
     }
 
     /// `POST /oauth/access_token/` (form). Not replayed once it may have reached Douyin: a code
     /// works once, so a second try would only turn a lost answer into a misleading 10007.
-    pub async fn exchange_code(
-        &self,
-        client_secret: &Secret,
-        code: &str,
-    ) -> Result<UserGrant, PlatformError> {
+    pub async fn exchange_code(&self, client_secret: &Secret, code: &str) -> Result<UserGrant, PlatformError> {
         let url = join(&self.base_url, "/oauth/access_token/");
         let data: TokenData = self
             .http
@@ -265,10 +257,7 @@ impl DouyinClient {
     }
 
     /// `POST /oauth/refresh_token/`: extends the access token; the refresh token is unchanged.
-    pub async fn refresh_access_token(
-        &self,
-        refresh_token: &Secret,
-    ) -> Result<UserGrant, PlatformError> {
+    pub async fn refresh_access_token(&self, refresh_token: &Secret) -> Result<UserGrant, PlatformError> {
         let url = join(&self.base_url, "/oauth/refresh_token/");
         let data: TokenData = self
             .http
@@ -289,10 +278,7 @@ impl DouyinClient {
     }
 
     /// `POST /oauth/renew_refresh_token/`: a new 30-day refresh token; the old one stops working.
-    pub async fn renew_refresh_token(
-        &self,
-        refresh_token: &Secret,
-    ) -> Result<RenewedRefreshToken, PlatformError> {
+    pub async fn renew_refresh_token(&self, refresh_token: &Secret) -> Result<RenewedRefreshToken, PlatformError> {
         let url = join(&self.base_url, "/oauth/renew_refresh_token/");
         let data: RenewData = self
             .http
@@ -323,11 +309,7 @@ impl DouyinClient {
     /// The app-level `client_token`, cached until `renew_before` its expiry. The lock is held
     /// while fetching so concurrent callers wait for one renewal instead of each issuing a token
     /// (every issue starts the previous token's 5-minute grace and counts against 500 / 5 min).
-    pub async fn client_token(
-        &self,
-        client_secret: &Secret,
-        now: DateTime<Utc>,
-    ) -> Result<Secret, PlatformError> {
+    pub async fn client_token(&self, client_secret: &Secret, now: DateTime<Utc>) -> Result<Secret, PlatformError> {
         let mut slot = self.client_token.lock().await;
         if let Some(cached) = slot.as_ref()
             && cached.expires_at - self.renew_before > now
@@ -398,14 +380,12 @@ mod tests {
 
     #[test]
     fn both_error_envelopes_are_errors_with_code_and_log_id() {
-        let current = r#"{"data":{"description":"code is expired","error_code":10007,"log_id":"L1"},"message":"error"}"#;
+        let current =
+            r#"{"data":{"description":"code is expired","error_code":10007,"log_id":"L1"},"message":"error"}"#;
         let old = r#"{"data":{"description":"Parameter error","error_code":2100005},"extra":{"logid":"L2","now":1}}"#;
-        let extra_only =
-            r#"{"data":{},"extra":{"error_code":"2190008","description":"expired","log_id":"L3"}}"#;
+        let extra_only = r#"{"data":{},"extra":{"error_code":"2190008","description":"expired","log_id":"L3"}}"#;
         match decode_envelope(Endpoint::AccessToken, raw(200, current)).unwrap_err() {
-            PlatformError::Api {
-                code, log_id, kind, ..
-            } => {
+            PlatformError::Api { code, log_id, kind, .. } => {
                 assert_eq!(
                     (code, log_id.as_deref(), kind),
                     (10007, Some("L1"), ErrorKind::AuthCodeInvalid)
@@ -430,18 +410,9 @@ mod tests {
             error_kind(Endpoint::RenewRefreshToken, 10020),
             ErrorKind::RenewLimitReached
         );
-        assert_eq!(
-            error_kind(Endpoint::ClientToken, 10020),
-            ErrorKind::Throttled
-        );
-        assert_eq!(
-            error_kind(Endpoint::RefreshToken, 10010),
-            ErrorKind::GrantRevoked
-        );
-        assert_eq!(
-            error_kind(Endpoint::AccessToken, 10013),
-            ErrorKind::BadAppCredentials
-        );
+        assert_eq!(error_kind(Endpoint::ClientToken, 10020), ErrorKind::Throttled);
+        assert_eq!(error_kind(Endpoint::RefreshToken, 10010), ErrorKind::GrantRevoked);
+        assert_eq!(error_kind(Endpoint::AccessToken, 10013), ErrorKind::BadAppCredentials);
     }
 
     #[test]
@@ -453,15 +424,11 @@ mod tests {
             ErrorKind::Transient
         );
         assert_eq!(
-            decode_envelope(Endpoint::OpenApi, raw(503, ""))
-                .unwrap_err()
-                .kind(),
+            decode_envelope(Endpoint::OpenApi, raw(503, "")).unwrap_err().kind(),
             ErrorKind::Transient
         );
         assert_eq!(
-            decode_envelope(Endpoint::OpenApi, raw(429, ""))
-                .unwrap_err()
-                .kind(),
+            decode_envelope(Endpoint::OpenApi, raw(429, "")).unwrap_err().kind(),
             ErrorKind::Throttled
         );
     }

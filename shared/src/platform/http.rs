@@ -99,9 +99,7 @@ fn transport(platform: Platform, e: reqwest::Error) -> PlatformError {
 
 /// Exponential backoff with jitter in [d/2, d], so many clients retrying do not align.
 pub fn backoff(config: &HttpConfig, attempt: u32) -> Duration {
-    let exp = config
-        .retry_base
-        .saturating_mul(1u32 << (attempt - 1).min(16));
+    let exp = config.retry_base.saturating_mul(1u32 << (attempt - 1).min(16));
     let capped = exp.min(config.retry_max);
     let half = capped / 2;
     half + half.mul_f64(random_unit())

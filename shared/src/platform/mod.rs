@@ -98,13 +98,7 @@ impl PlatformError {
     /// True when the platform surely did not act on the request, so even a non-idempotent call
     /// (a code exchange, a rotating refresh) may be sent again.
     pub fn surely_not_processed(&self) -> bool {
-        matches!(
-            self,
-            PlatformError::Transport {
-                before_send: true,
-                ..
-            }
-        ) || self.kind() == ErrorKind::Throttled
+        matches!(self, PlatformError::Transport { before_send: true, .. }) || self.kind() == ErrorKind::Throttled
     }
 
     pub fn detail(&self) -> PlatformDetail {

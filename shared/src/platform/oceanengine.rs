@@ -51,8 +51,7 @@ pub fn decode_envelope(codes: &OceanEngineCodes, raw: RawResponse) -> Result<Val
         }
     })?;
     let code = match body.get("code") {
-        Some(v) => lenient::value_to_int(v)
-            .map_err(|message| PlatformError::Decode { platform, message })?,
+        Some(v) => lenient::value_to_int(v).map_err(|message| PlatformError::Decode { platform, message })?,
         None => {
             return Err(PlatformError::Decode {
                 platform,
@@ -66,10 +65,7 @@ pub fn decode_envelope(codes: &OceanEngineCodes, raw: RawResponse) -> Result<Val
             .and_then(Value::as_str)
             .unwrap_or("no message")
             .to_owned();
-        let log_id = body
-            .get("request_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let log_id = body.get("request_id").and_then(Value::as_str).map(str::to_owned);
         return Err(PlatformError::Api {
             platform,
             code,
@@ -189,32 +185,22 @@ impl OceanEngineClient {
     }
 
     /// `POST /open_api/oauth2/access_token/` with the `auth_code` from the callback.
-    pub async fn exchange_code(
-        &self,
-        secret: &Secret,
-        auth_code: &str,
-    ) -> Result<OceanEngineGrant, PlatformError> {
+    pub async fn exchange_code(&self, secret: &Secret, auth_code: &str) -> Result<OceanEngineGrant, PlatformError> {
         let body = serde_json::json!({
             "app_id": self.app_id_json(), "secret": secret.expose(),
             "grant_type": "auth_code", "auth_code": auth_code,
         });
-        self.token_call("/open_api/oauth2/access_token/", body)
-            .await
+        self.token_call("/open_api/oauth2/access_token/", body).await
     }
 
     /// `POST /open_api/oauth2/refresh_token/`. The returned refresh token replaces the old one,
     /// which stops working: store it before using the new access token.
-    pub async fn refresh(
-        &self,
-        secret: &Secret,
-        refresh_token: &Secret,
-    ) -> Result<OceanEngineGrant, PlatformError> {
+    pub async fn refresh(&self, secret: &Secret, refresh_token: &Secret) -> Result<OceanEngineGrant, PlatformError> {
         let body = serde_json::json!({
             "app_id": self.app_id_json(), "secret": secret.expose(),
             "grant_type": "refresh_token", "refresh_token": refresh_token.expose(),
         });
-        self.token_call("/open_api/oauth2/refresh_token/", body)
-            .await
+        self.token_call("/open_api/oauth2/refresh_token/", body).await
     }
 }
 
@@ -234,16 +220,12 @@ mod tests {
         let codes = OceanEngineCodes::default();
         let err = decode_envelope(
             &codes,
-            raw(
-                200,
-                r#"{"code":40100,"message":"too frequent","request_id":"R1"}"#,
-            ),
+            raw(200, r#"{"code":40100,"message":"too frequent","request_id":"R1"}"#),
         )
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Throttled);
         assert_eq!(err.detail().log_id.as_deref(), Some("R1"));
-        let err = decode_envelope(&codes, raw(200, r#"{"code":"40110","message":"bad code"}"#))
-            .unwrap_err();
+        let err = decode_envelope(&codes, raw(200, r#"{"code":"40110","message":"bad code"}"#)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AuthCodeInvalid);
     }
 
@@ -251,10 +233,8 @@ mod tests {
     fn advertiser_ids_are_kept_as_strings() {
         let body = r#"{"code":0,"message":"OK","data":{"access_token":"a","expires_in":"86400","refresh_token":"r",
             "refresh_token_expires_in":2592000,"advertiser_id":1769665409798152,"advertiser_ids":[1769665409798152,"7"]}}"#;
-        let data: TokenData = serde_json::from_value(
-            decode_envelope(&OceanEngineCodes::default(), raw(200, body)).unwrap(),
-        )
-        .unwrap();
+        let data: TokenData =
+            serde_json::from_value(decode_envelope(&OceanEngineCodes::default(), raw(200, body)).unwrap()).unwrap();
         assert_eq!(data.advertiser_id, "1769665409798152");
         assert_eq!(data.advertiser_ids, vec!["1769665409798152", "7"]);
         assert_eq!(data.expires_in, 86400);

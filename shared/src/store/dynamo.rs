@@ -47,10 +47,7 @@ fn get_opt_s(item: &Item, name: &str) -> Option<String> {
 
 fn get_list(item: &Item, name: &str) -> Vec<String> {
     match item.get(name) {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .filter_map(|v| v.as_s().ok().cloned())
-            .collect(),
+        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
         _ => Vec::new(),
     }
 }
@@ -62,10 +59,7 @@ fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|e| StoreError::new("decode item", format!("attribute {name}: {e}")))
 }
 
-fn sdk_error<E, R>(
-    operation: &'static str,
-    err: aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> StoreError
+fn sdk_error<E, R>(operation: &'static str, err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -139,9 +133,8 @@ impl StateStore for DynamoStateStore {
         let found = OAuthState {
             state: get_s(&item, "state")?,
             tenant: TenantId::new(get_s(&item, "tenant")?),
-            provider: Provider::parse(&provider).ok_or_else(|| {
-                StoreError::new("decode state", format!("unknown provider {provider}"))
-            })?,
+            provider: Provider::parse(&provider)
+                .ok_or_else(|| StoreError::new("decode state", format!("unknown provider {provider}")))?,
             redirect_url: get_opt_s(&item, "redirectUrl"),
             created_at: get_time(&item, "createdAt")?,
             expires_at: get_time(&item, "expiresAt")?,
@@ -175,21 +168,13 @@ const CLAIM_SK: &str = "CLAIM";
 /// `attribute_not_exists(pk) OR tenant = :tenant`: free, or already ours.
 const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #tenant = :tenant";
 
-fn claim_update(
-    table: &str,
-    tenant: &TenantId,
-    provider: Provider,
-    external: &str,
-    now: DateTime<Utc>,
-) -> Update {
+fn claim_update(table: &str, tenant: &TenantId, provider: Provider, external: &str, now: DateTime<Utc>) -> Update {
     let id = ConnectionId::derive(tenant, provider, external);
     Update::builder()
         .table_name(table)
         .key("pk", s(claim_pk(provider, external)))
         .key("sk", s(CLAIM_SK))
-        .update_expression(
-            "SET #tenant = :tenant, #cid = :cid, #claimedAt = if_not_exists(#claimedAt, :now)",
-        )
+        .update_expression("SET #tenant = :tenant, #cid = :cid, #claimedAt = if_not_exists(#claimedAt, :now)")
         .condition_expression(CLAIM_CONDITION)
         .expression_attribute_names("#pk", "pk")
         .expression_attribute_names("#tenant", "tenant")
@@ -216,15 +201,13 @@ impl DynamoConnectionStore {
         Ok(Connection {
             id: ConnectionId::from_stored(get_s(item, "connectionId")?),
             tenant: TenantId::new(get_s(item, "tenant")?),
-            provider: Provider::parse(&provider).ok_or_else(|| {
-                StoreError::new("decode connection", format!("unknown provider {provider}"))
-            })?,
+            provider: Provider::parse(&provider)
+                .ok_or_else(|| StoreError::new("decode connection", format!("unknown provider {provider}")))?,
             external_account_id: get_s(item, "externalAccountId")?,
             advertiser_ids: get_list(item, "advertiserIds"),
             scopes: get_list(item, "scopes"),
-            status: ConnectionStatus::parse(&status).ok_or_else(|| {
-                StoreError::new("decode connection", format!("unknown status {status}"))
-            })?,
+            status: ConnectionStatus::parse(&status)
+                .ok_or_else(|| StoreError::new("decode connection", format!("unknown status {status}")))?,
             secret_id: get_s(item, "secretId")?,
             access_expires_at: get_time(item, "accessExpiresAt")?,
             refresh_expires_at: get_time(item, "refreshExpiresAt")?,
@@ -243,12 +226,7 @@ fn owned_elsewhere(provider: Provider, external: &str) -> ClaimError {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnectionStore {
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        provider: Provider,
-        external: &str,
-    ) -> Result<ConnectionId, ClaimError> {
+    async fn claim(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<ConnectionId, ClaimError> {
         let update = claim_update(&self.table, tenant, provider, external, Utc::now());
         let result = self
             .client
@@ -274,13 +252,7 @@ impl ConnectionStore for DynamoConnectionStore {
     }
 
     async fn upsert(&self, c: &Connection) -> Result<(), ClaimError> {
-        let claim = claim_update(
-            &self.table,
-            &c.tenant,
-            c.provider,
-            &c.external_account_id,
-            c.updated_at,
-        );
+        let claim = claim_update(&self.table, &c.tenant, c.provider, &c.external_account_id, c.updated_at);
         let fields: [(&str, AttributeValue); 11] = [
             ("connectionId", s(c.id.as_str())),
             ("tenant", s(c.tenant.as_str())),
@@ -324,8 +296,7 @@ impl ConnectionStore for DynamoConnectionStore {
             Err(e) => {
                 let claim_failed = match e.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(tc)) => {
-                        tc.cancellation_reasons().first().and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed")
+                        tc.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
                     }
                     _ => false,
                 };
@@ -338,11 +309,7 @@ impl ConnectionStore for DynamoConnectionStore {
         }
     }
 
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: &ConnectionId,
-    ) -> Result<Option<Connection>, StoreError> {
+    async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         let out = self
             .client
             .get_item()

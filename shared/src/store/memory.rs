@@ -1,12 +1,9 @@
 //! Embedded stores: the same semantics as the AWS adapters, held in process memory.
 
 use super::{
-    AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError,
-    TokenVault, token_codec,
+    AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError, TokenVault, token_codec,
 };
-use crate::domain::{
-    AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet,
-};
+use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -34,9 +31,7 @@ impl StateStore for MemoryStateStore {
     }
 
     async fn consume(&self, state: &str, now: DateTime<Utc>) -> Result<OAuthState, StateError> {
-        let found = lock(&self.states)
-            .remove(state)
-            .ok_or(StateError::Unknown)?;
+        let found = lock(&self.states).remove(state).ok_or(StateError::Unknown)?;
         if found.expires_at <= now {
             return Err(StateError::Expired);
         }
@@ -75,9 +70,7 @@ impl TokenVault for MemoryTokenVault {
     }
 
     async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError> {
-        let current = lock(&self.secrets)
-            .get(secret_id)
-            .and_then(|v| v.last().cloned());
+        let current = lock(&self.secrets).get(secret_id).and_then(|v| v.last().cloned());
         current.as_deref().map(token_codec::decode).transpose()
     }
 }
@@ -101,12 +94,7 @@ struct Connections {
 }
 
 impl Connections {
-    fn claim(
-        &mut self,
-        tenant: &TenantId,
-        provider: Provider,
-        external: &str,
-    ) -> Result<(), ClaimError> {
+    fn claim(&mut self, tenant: &TenantId, provider: Provider, external: &str) -> Result<(), ClaimError> {
         let owner = self
             .claims
             .entry((provider, external.to_owned()))
@@ -123,28 +111,16 @@ impl Connections {
 
 #[async_trait]
 impl ConnectionStore for MemoryConnectionStore {
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        provider: Provider,
-        external: &str,
-    ) -> Result<ConnectionId, ClaimError> {
+    async fn claim(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<ConnectionId, ClaimError> {
         lock(&self.inner).claim(tenant, provider, external)?;
         Ok(ConnectionId::derive(tenant, provider, external))
     }
 
     async fn upsert(&self, connection: &Connection) -> Result<(), ClaimError> {
         let mut inner = lock(&self.inner);
-        inner.claim(
-            &connection.tenant,
-            connection.provider,
-            &connection.external_account_id,
-        )?;
+        inner.claim(&connection.tenant, connection.provider, &connection.external_account_id)?;
         let key = (connection.tenant.clone(), connection.id.clone());
-        let created_at = inner
-            .rows
-            .get(&key)
-            .map_or(connection.created_at, |old| old.created_at);
+        let created_at = inner.rows.get(&key).map_or(connection.created_at, |old| old.created_at);
         inner.rows.insert(
             key,
             Connection {
@@ -155,15 +131,8 @@ impl ConnectionStore for MemoryConnectionStore {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: &ConnectionId,
-    ) -> Result<Option<Connection>, StoreError> {
-        Ok(lock(&self.inner)
-            .rows
-            .get(&(tenant.clone(), id.clone()))
-            .cloned())
+    async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        Ok(lock(&self.inner).rows.get(&(tenant.clone(), id.clone())).cloned())
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {

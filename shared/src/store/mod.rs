@@ -7,9 +7,7 @@ pub mod memory;
 pub mod secrets;
 pub mod token_codec;
 
-use crate::domain::{
-    AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet,
-};
+use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -90,11 +88,7 @@ pub trait ConnectionStore: Send + Sync {
     /// in the same write, so an upsert can never attach another tenant's account.
     async fn upsert(&self, connection: &Connection) -> Result<(), ClaimError>;
 
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: &ConnectionId,
-    ) -> Result<Option<Connection>, StoreError>;
+    async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
 }

@@ -36,36 +36,22 @@ impl TokenVault for SecretsManagerVault {
             .await;
         match created {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_exists_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
                 self.client
                     .put_secret_value()
                     .secret_id(secret_id)
                     .secret_string(value)
                     .send()
                     .await
-                    .map_err(|e| {
-                        StoreError::new("put connection secret", DisplayErrorContext(e))
-                    })?;
+                    .map_err(|e| StoreError::new("put connection secret", DisplayErrorContext(e)))?;
                 Ok(())
             }
-            Err(e) => Err(StoreError::new(
-                "create connection secret",
-                DisplayErrorContext(e),
-            )),
+            Err(e) => Err(StoreError::new("create connection secret", DisplayErrorContext(e))),
         }
     }
 
     async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError> {
-        let out = match self
-            .client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-        {
+        let out = match self.client.get_secret_value().secret_id(secret_id).send().await {
             Ok(out) => out,
             Err(e)
                 if e.as_service_error()
@@ -74,15 +60,12 @@ impl TokenVault for SecretsManagerVault {
                 return Ok(None);
             }
             Err(e) => {
-                return Err(StoreError::new(
-                    "get connection secret",
-                    DisplayErrorContext(e),
-                ));
+                return Err(StoreError::new("get connection secret", DisplayErrorContext(e)));
             }
         };
-        let text = out.secret_string().ok_or_else(|| {
-            StoreError::new("get connection secret", "secret has no string value")
-        })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| StoreError::new("get connection secret", "secret has no string value"))?;
         token_codec::decode(text).map(Some)
     }
 }
@@ -113,8 +96,7 @@ impl SecretsManagerAppCredentials {
 }
 
 pub fn parse_app_credentials(text: &str) -> Result<AppCredentials, StoreError> {
-    let wire: CredentialsWire =
-        serde_json::from_str(text).map_err(|e| StoreError::new("decode app credentials", e))?;
+    let wire: CredentialsWire = serde_json::from_str(text).map_err(|e| StoreError::new("decode app credentials", e))?;
     Ok(AppCredentials {
         douyin_client_secret: Secret::new(wire.douyin_client_secret),
         oceanengine_secret: Secret::new(wire.oceanengine_secret),
@@ -133,9 +115,9 @@ impl AppCredentialsSource for SecretsManagerAppCredentials {
                     .send()
                     .await
                     .map_err(|e| StoreError::new("read app credentials", DisplayErrorContext(e)))?;
-                let text = out.secret_string().ok_or_else(|| {
-                    StoreError::new("read app credentials", "secret has no string value")
-                })?;
+                let text = out
+                    .secret_string()
+                    .ok_or_else(|| StoreError::new("read app credentials", "secret has no string value"))?;
                 parse_app_credentials(text).map(Arc::new)
             })
             .await

@@ -46,8 +46,7 @@ pub fn encode(tokens: &TokenSet) -> String {
 
 pub fn decode(text: &str) -> Result<TokenSet, StoreError> {
     // serde's message names the field, never the value, so it is safe to pass on.
-    let wire: Wire =
-        serde_json::from_str(text).map_err(|e| StoreError::new("decode connection secret", e))?;
+    let wire: Wire = serde_json::from_str(text).map_err(|e| StoreError::new("decode connection secret", e))?;
     Ok(TokenSet {
         provider: wire.provider,
         access_token: Secret::new(wire.access_token),

@@ -1,0 +1,276 @@
+//! A platform simulator: a real HTTP server on 127.0.0.1 that plays the Douyin open platform and
+//! the Ocean Engine Marketing API as platform-apis.md describes them (§1, §3.2, §7), with
+//! switches for the faults our clients must survive.
+//!
+//! One server answers for both platforms (their paths do not overlap). It keeps its own clock,
+//! which tests move forward to expire codes and tokens without sleeping.
+
+mod douyin;
+mod faults;
+mod oceanengine;
+mod params;
+
+pub use faults::Fault;
+
+use axum::Router;
+use chrono::{DateTime, Duration, Utc};
+use faults::Faults;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The app registered on both platforms, and how long what they issue lives.
+#[derive(Debug, Clone)]
+pub struct SimApp {
+    pub douyin_client_key: String,
+    pub douyin_client_secret: String,
+    pub oceanengine_app_id: String,
+    pub oceanengine_secret: String,
+    pub code_ttl: Duration,
+    pub douyin_access_ttl: Duration,
+    pub douyin_refresh_ttl: Duration,
+    pub client_token_ttl: Duration,
+    pub oceanengine_access_ttl: Duration,
+    pub oceanengine_refresh_ttl: Duration,
+}
+
+impl Default for SimApp {
+    fn default() -> Self {
+        Self {
+            douyin_client_key: "awsimclientkey01".into(),
+            // 32 characters: Douyin's local phone decryption uses the secret as an AES-256 key.
+            douyin_client_secret: "sim-douyin-secret-0123456789abcd".into(),
+            oceanengine_app_id: "1700000000000001".into(),
+            oceanengine_secret: "sim-oceanengine-secret-0123456789".into(),
+            code_ttl: Duration::minutes(10),
+            douyin_access_ttl: Duration::days(15),
+            douyin_refresh_ttl: Duration::days(30),
+            client_token_ttl: Duration::hours(2),
+            oceanengine_access_ttl: Duration::days(1),
+            oceanengine_refresh_ttl: Duration::days(30),
+        }
+    }
+}
+
+pub(crate) struct SimState {
+    pub app: SimApp,
+    offset: Mutex<Duration>,
+    pub data: Mutex<Data>,
+    pub faults: Mutex<Faults>,
+}
+
+#[derive(Default)]
+pub(crate) struct Data {
+    pub seq: u64,
+    pub douyin_codes: HashMap<String, Grant>,
+    pub douyin_access: HashMap<String, Issued>,
+    pub douyin_refresh: HashMap<String, DouyinRefresh>,
+    pub client_tokens: Vec<ClientToken>,
+    pub client_token_issues: Vec<DateTime<Utc>>,
+    pub oceanengine_codes: HashMap<String, Grant>,
+    pub oceanengine_access: HashMap<String, Issued>,
+    pub oceanengine_refresh: HashMap<String, Issued>,
+    /// Whether the app holds Douyin's `renew_refresh_token` permission.
+    pub no_renew_permission: bool,
+}
+
+/// A consent the user gave: who, with what scopes, until when the code works.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub account: String,
+    pub scope: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub account: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DouyinRefresh {
+    pub account: String,
+    pub scope: String,
+    pub expires_at: DateTime<Utc>,
+    pub renewals: u32,
+    pub access_token: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ClientToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    /// Set when a newer token was issued: the old one keeps working for 5 more minutes.
+    pub superseded_until: Option<DateTime<Utc>>,
+}
+
+impl SimState {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *lock(&self.offset)
+    }
+
+    pub fn data(&self) -> MutexGuard<'_, Data> {
+        lock(&self.data)
+    }
+
+    pub fn next_token(&self, data: &mut Data, prefix: &str) -> String {
+        data.seq += 1;
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random).expect("OS randomness");
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{prefix}{hex}{:06}", data.seq)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Simulator {
+    state: Arc<SimState>,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Shared handle to a simulator's state, for a simulator mounted inside another router.
+#[derive(Clone)]
+pub struct SimHandle(Arc<SimState>);
+
+impl SimHandle {
+    pub fn new(app: SimApp) -> Self {
+        Self(Arc::new(SimState {
+            app,
+            offset: Mutex::new(Duration::zero()),
+            data: Mutex::default(),
+            faults: Mutex::default(),
+        }))
+    }
+
+    /// The simulator's routes, to serve on their own or nest under a prefix.
+    pub fn router(&self) -> Router {
+        let state = self.0.clone();
+        Router::new()
+            .merge(douyin::routes())
+            .merge(oceanengine::routes())
+            .layer(axum::middleware::from_fn_with_state(state.clone(), faults::apply))
+            .with_state(state)
+    }
+}
+
+impl Simulator {
+    pub async fn start() -> Self {
+        Self::start_with(SimApp::default()).await
+    }
+
+    pub async fn start_with(app: SimApp) -> Self {
+        let handle = SimHandle::new(app);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound socket has an address");
+        let router = handle.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            state: handle.0,
+            addr,
+            task,
+        }
+    }
+
+    /// Base URL of both platforms (consent pages and APIs).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn app(&self) -> &SimApp {
+        &self.state.app
+    }
+
+    /// Moves the simulator's clock forward: codes and tokens expire as if time had passed.
+    pub fn advance(&self, by: Duration) {
+        *lock(&self.state.offset) += by;
+    }
+
+    /// Queues faults; each API request (consent pages excepted) takes the next one.
+    pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.state.faults).queue.extend(faults);
+    }
+
+    /// Numbers such as `expires_in` and `error_code` are sent as strings from now on.
+    pub fn set_string_numbers(&self, on: bool) {
+        lock(&self.state.faults).string_numbers = on;
+    }
+
+    /// Douyin errors use the old envelope (`data` + `extra.logid`) instead of `message: "error"`.
+    pub fn set_old_error_envelope(&self, on: bool) {
+        lock(&self.state.faults).old_error_envelope = on;
+    }
+
+    /// Every API request waits this long first.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        lock(&self.state.faults).latency = latency;
+    }
+
+    pub fn revoke_renew_permission(&self) {
+        self.state.data().no_renew_permission = true;
+    }
+
+    /// API requests served so far (consent pages excluded).
+    pub fn api_requests(&self) -> u64 {
+        lock(&self.state.faults).served
+    }
+
+    /// Every token the simulator ever issued, to prove none of them leaks.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let data = self.state.data();
+        data.douyin_access
+            .keys()
+            .chain(data.douyin_refresh.keys())
+            .chain(data.oceanengine_access.keys())
+            .chain(data.oceanengine_refresh.keys())
+            .cloned()
+            .chain(data.client_tokens.iter().map(|c| c.token.clone()))
+            .collect()
+    }
+
+    pub fn douyin_access_token_valid(&self, token: &str) -> bool {
+        let now = self.state.now();
+        self.state
+            .data()
+            .douyin_access
+            .get(token)
+            .is_some_and(|t| t.expires_at > now)
+    }
+
+    pub fn oceanengine_access_token_valid(&self, token: &str) -> bool {
+        let now = self.state.now();
+        self.state
+            .data()
+            .oceanengine_access
+            .get(token)
+            .is_some_and(|t| t.expires_at > now)
+    }
+
+    pub fn oceanengine_refresh_token_valid(&self, token: &str) -> bool {
+        let now = self.state.now();
+        self.state
+            .data()
+            .oceanengine_refresh
+            .get(token)
+            .is_some_and(|t| t.expires_at > now)
+    }
+
+    pub fn client_token_valid(&self, token: &str) -> bool {
+        douyin::client_token_valid(&self.state, token)
+    }
+}
