@@ -10,7 +10,7 @@ use crate::platform::oceanengine::{self, OceanEngineClient};
 use crate::platform::{ErrorKind, PlatformError};
 use crate::store::{AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError, TokenVault};
 use axum::http::StatusCode;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use std::sync::Arc;
 use url::Url;
 
@@ -217,7 +217,8 @@ pub struct ConnectFinish {
 
 impl ConnectFinish {
     pub async fn finish(&self, params: CallbackParams) -> CallbackOutcome {
-        let now = self.clock.now();
+        // Milliseconds: what DynamoDB keeps, so the row and the secret record the same instant.
+        let now = self.clock.now().trunc_subsecs(3);
         let consumed = match params.state.as_deref().filter(|s| !s.is_empty()) {
             None => Err(ConnectError::StateMissing),
             Some(state) => self.states.consume(state, now).await.map_err(|e| match e {

@@ -200,7 +200,25 @@ impl OceanEngineClient {
             "app_id": self.app_id_json(), "secret": secret.expose(),
             "grant_type": "refresh_token", "refresh_token": refresh_token.expose(),
         });
-        self.token_call("/open_api/oauth2/refresh_token/", body).await
+        self.token_call("/open_api/oauth2/refresh_token/", body)
+            .await
+            .map_err(|e| match e {
+                // On the refresh endpoint a token-invalid code means the refresh token, hence the grant, is gone.
+                PlatformError::Api {
+                    platform,
+                    code,
+                    message,
+                    log_id,
+                    kind: ErrorKind::AccessTokenInvalid,
+                } => PlatformError::Api {
+                    platform,
+                    code,
+                    message,
+                    log_id,
+                    kind: ErrorKind::GrantRevoked,
+                },
+                other => other,
+            })
     }
 }
 

@@ -1,0 +1,494 @@
+//! The connect flow end to end over real HTTP: auth-url → the simulator's consent page → the
+//! callback → tokens in Secrets Manager and the connection in DynamoDB (both on moto).
+
+use chrono::{Duration, Utc};
+use devkit::app::{self, StoreSet};
+use devkit::local_auth::LocalJwt;
+use devkit::moto;
+use devkit::sim::{Fault, Simulator};
+use serde_json::Value;
+use shared::aws::AwsClients;
+use shared::clock::SystemClock;
+use shared::domain::{ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
+use shared::http::route_not_found;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+const SCOPE: &str = "lead:douyin:auth:get_url";
+
+/// Every log line of this test binary, to prove no token or secret is ever written.
+fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("info,shared=trace,auth_url=trace,auth_callback=trace,devkit=trace")
+            .with_ansi(false)
+            .with_writer(move || Capture(sink.clone()))
+            .init();
+        buffer
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Harness {
+    sim: Simulator,
+    base: String,
+    jwt: LocalJwt,
+    aws: AwsClients,
+    stores: StoreSet,
+    secret_prefix: String,
+    http: reqwest::Client,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn harness() -> Harness {
+    harness_with(|_| {}).await
+}
+
+async fn harness_with(adjust: impl FnOnce(&mut std::collections::HashMap<String, String>)) -> Harness {
+    captured_logs();
+    let aws = moto::aws().await;
+    let sim = Simulator::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    let credentials_id = moto::unique("douyin-leads/app-credentials");
+    moto::put_app_credentials(
+        &aws.secrets,
+        &credentials_id,
+        &sim.app().douyin_client_secret,
+        &sim.app().oceanengine_secret,
+    )
+    .await;
+    let secret_prefix = format!("{}/connections/", moto::unique("stack"));
+    let mut env = app::simulator_env(&sim.base_url(), &base, sim.app());
+    env.insert("CONNECTIONS_TABLE".into(), tables.connections);
+    env.insert("OAUTH_STATES_TABLE".into(), tables.oauth_states);
+    env.insert("APP_CREDENTIALS_SECRET_ID".into(), credentials_id);
+    env.insert("CONNECTION_SECRET_PREFIX".into(), secret_prefix.clone());
+    adjust(&mut env);
+    let config = shared::Config::from_lookup(|k| env.get(k).cloned()).expect("valid config");
+    let stores = StoreSet::aws(&aws, &config);
+    let jwt = LocalJwt::new("integration-test-key", "sub");
+    let router = app::routes(&config, &stores, Arc::new(SystemClock), jwt.clone()).fallback(route_not_found);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Harness {
+        sim,
+        base,
+        jwt,
+        aws,
+        stores,
+        secret_prefix,
+        http,
+        _server: server,
+    }
+}
+
+impl Harness {
+    async fn auth_url(&self, tenant: &str, query: &str) -> (u16, Value) {
+        let token = self.jwt.mint(tenant, &[SCOPE], Duration::minutes(5));
+        let resp = self
+            .http
+            .get(format!("{}{}?{query}", self.base, auth_url::ROUTE))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// Plays the browser on the consent page; returns the callback URL the platform sends it to.
+    async fn consent(&self, auth_url: &str, extra: &str) -> String {
+        let resp = self.http.get(format!("{auth_url}&{extra}")).send().await.unwrap();
+        assert_eq!(resp.status(), 302, "consent page redirects back");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with(&format!("{}{}", self.base, auth_callback::ROUTE)),
+            "{location}"
+        );
+        location
+    }
+
+    async fn get(&self, url: &str) -> reqwest::Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// auth-url + consent, ready for the callback.
+    async fn start(&self, tenant: &str, provider: Provider, account: &str, redirect: Option<&str>) -> String {
+        let mut query = format!("provider={provider}");
+        if let Some(r) = redirect {
+            query.push_str(&format!(
+                "&redirectUrl={}",
+                url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
+            ));
+        }
+        let (status, body) = self.auth_url(tenant, &query).await;
+        assert_eq!(status, 200, "{body}");
+        self.consent(
+            body["data"]["authUrl"].as_str().unwrap(),
+            &format!("sim_account={account}"),
+        )
+        .await
+    }
+
+    async fn connect_json(&self, tenant: &str, provider: Provider, account: &str) -> (u16, Value) {
+        let callback = self.start(tenant, provider, account, None).await;
+        let resp = self.get(&callback).await;
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+}
+
+fn redirect_params(resp: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    assert_eq!(resp.status(), 302);
+    let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    location.query_pairs().into_owned().collect()
+}
+
+fn assert_no_secrets_logged(sim: &Simulator) {
+    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    let app = sim.app();
+    for secret in sim
+        .issued_tokens()
+        .iter()
+        .chain([&app.douyin_client_secret, &app.oceanengine_secret])
+    {
+        assert!(!logs.contains(secret.as_str()), "a token or secret reached the logs");
+    }
+    assert!(!logs.contains("code."), "an authorization code reached the logs");
+}
+
+#[tokio::test]
+async fn douyin_connect_flow_stores_tokens_and_the_connection() {
+    let h = harness().await;
+    let callback = h
+        .start(
+            "tenant-a",
+            Provider::Douyin,
+            "open-a1",
+            Some("https://app.example.com/connected?tab=1"),
+        )
+        .await;
+    let resp = h.get(&callback).await;
+    let params = redirect_params(&resp);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("https://app.example.com/connected?tab=1&")
+    );
+    assert_eq!(params["status"], "success");
+    assert_eq!(params["provider"], "douyin");
+    let tenant = TenantId::new("tenant-a");
+    let id = ConnectionId::derive(&tenant, Provider::Douyin, "open-a1");
+    assert_eq!(params["connectionId"], id.as_str());
+
+    let connection = h
+        .stores
+        .connections
+        .get(&tenant, &id)
+        .await
+        .unwrap()
+        .expect("connection row");
+    assert_eq!(connection.status, ConnectionStatus::Active);
+    assert_eq!(connection.external_account_id, "open-a1");
+    assert_eq!(connection.scopes, vec!["user_info", "fans.list"]);
+    assert_eq!(connection.secret_id, format!("{}{}", h.secret_prefix, id));
+    let days = (connection.access_expires_at - Utc::now()).num_hours();
+    assert!(
+        (359..=360).contains(&days),
+        "access token expiry is absolute, 15 days out: {days}h"
+    );
+
+    let tokens = h
+        .stores
+        .vault
+        .get_tokens(&connection.secret_id)
+        .await
+        .unwrap()
+        .expect("secret");
+    assert!(
+        h.sim.douyin_access_token_valid(tokens.access_token.expose()),
+        "the stored token is the one issued"
+    );
+    assert_eq!(tokens.open_id.as_deref(), Some("open-a1"));
+    assert_eq!(tokens.refresh_expires_at, connection.refresh_expires_at);
+
+    let replay = h.get(&callback).await;
+    assert_eq!(replay.status(), 400, "a replayed callback is refused");
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["errorCode"], "STATE_INVALID");
+    assert_eq!(
+        h.stores.connections.list(&tenant).await.unwrap().len(),
+        1,
+        "the replay created nothing"
+    );
+    assert_no_secrets_logged(&h.sim);
+}
+
+#[tokio::test]
+async fn oceanengine_connect_flow_keeps_the_advertiser_ids() {
+    let h = harness().await;
+    let (status, body) = h
+        .connect_json("tenant-o", Provider::OceanEngine, "1769665409798152")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(body["code"], 0);
+    assert_eq!(data["message"], "授权成功");
+    assert_eq!(data["userId"], "tenant-o");
+    assert_eq!(data["douyinUserId"], "1769665409798152");
+    assert_eq!(data["provider"], "oceanengine");
+
+    let tenant = TenantId::new("tenant-o");
+    let id = ConnectionId::from_stored(data["connectionId"].as_str().unwrap());
+    let connection = h
+        .stores
+        .connections
+        .get(&tenant, &id)
+        .await
+        .unwrap()
+        .expect("connection row");
+    assert_eq!(connection.advertiser_ids, vec!["1769665409798152"]);
+    let tokens = h
+        .stores
+        .vault
+        .get_tokens(&connection.secret_id)
+        .await
+        .unwrap()
+        .expect("secret");
+    assert!(h.sim.oceanengine_access_token_valid(tokens.access_token.expose()));
+    assert!(h.sim.oceanengine_refresh_token_valid(tokens.refresh_token.expose()));
+    assert_eq!(tokens.advertiser_ids, vec!["1769665409798152"]);
+    assert!(
+        !body.to_string().contains(tokens.access_token.expose()),
+        "no token in the response"
+    );
+    assert_no_secrets_logged(&h.sim);
+}
+
+#[tokio::test]
+async fn reauthorising_an_account_updates_it_in_place() {
+    let h = harness().await;
+    let (_, first) = h.connect_json("tenant-r", Provider::Douyin, "open-r").await;
+    let (status, second) = h.connect_json("tenant-r", Provider::Douyin, "open-r").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        first["data"]["connectionId"], second["data"]["connectionId"],
+        "same connection"
+    );
+
+    let tenant = TenantId::new("tenant-r");
+    let list = h.stores.connections.list(&tenant).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].updated_at > list[0].created_at, "updated, creation time kept");
+
+    let current = h.stores.vault.get_tokens(&list[0].secret_id).await.unwrap().unwrap();
+    let previous = h
+        .aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&list[0].secret_id)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+        .expect("the earlier tokens stay as AWSPREVIOUS");
+    let previous = shared::store::token_codec::decode(previous.secret_string().unwrap()).unwrap();
+    assert_ne!(current.access_token, previous.access_token, "new tokens are current");
+}
+
+#[tokio::test]
+async fn an_expired_code_is_a_clear_client_error() {
+    let h = harness().await;
+    let callback = h.start("tenant-e", Provider::Douyin, "open-e", None).await;
+    h.sim.advance(Duration::minutes(11));
+    let resp = h.get(&callback).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errorCode"], "AUTH_CODE_INVALID");
+    assert_eq!(body["platform"]["name"], "douyin");
+    assert_eq!(body["platform"]["errorCode"], 10007);
+    assert!(body["platform"]["logId"].is_string());
+
+    let callback = h
+        .start(
+            "tenant-e",
+            Provider::OceanEngine,
+            "77",
+            Some("https://app.example.com/x"),
+        )
+        .await;
+    h.sim.advance(Duration::minutes(11));
+    let params = redirect_params(&h.get(&callback).await);
+    assert_eq!(
+        (params["status"].as_str(), params["reason"].as_str()),
+        ("error", "code_invalid")
+    );
+    assert!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-e"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_account_cannot_be_claimed() {
+    let h = harness().await;
+    let (status, _) = h.connect_json("tenant-1", Provider::Douyin, "open-shared").await;
+    assert_eq!(status, 200);
+    let (status, body) = h.connect_json("tenant-2", Provider::Douyin, "open-shared").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["errorCode"], "ACCOUNT_CONFLICT");
+
+    let intruder = TenantId::new("tenant-2");
+    assert!(h.stores.connections.list(&intruder).await.unwrap().is_empty());
+    let would_be = format!(
+        "{}{}",
+        h.secret_prefix,
+        ConnectionId::derive(&intruder, Provider::Douyin, "open-shared")
+    );
+    assert!(
+        h.stores.vault.get_tokens(&would_be).await.unwrap().is_none(),
+        "no tokens stored for a refused claim"
+    );
+    assert_eq!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-1"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let callback = h
+        .start(
+            "tenant-2",
+            Provider::Douyin,
+            "open-shared",
+            Some("https://app.example.com/c"),
+        )
+        .await;
+    let params = redirect_params(&h.get(&callback).await);
+    assert_eq!(params["reason"], "account_conflict");
+}
+
+#[tokio::test]
+async fn denied_consent_goes_back_with_the_reason() {
+    let h = harness().await;
+    let (_, body) = h
+        .auth_url("tenant-d", "redirectUrl=https%3A%2F%2Fapp.example.com%2Fc")
+        .await;
+    let callback = h.consent(body["data"]["authUrl"].as_str().unwrap(), "sim_deny=1").await;
+    let params = redirect_params(&h.get(&callback).await);
+    assert_eq!(
+        (params["status"].as_str(), params["reason"].as_str()),
+        ("error", "access_denied")
+    );
+    assert!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-d"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn state_problems_are_bad_requests() {
+    let h = harness().await;
+    let callback = format!("{}{}", h.base, auth_callback::ROUTE);
+    for (query, code) in [("code=x", "STATE_MISSING"), ("code=x&state=forged", "STATE_INVALID")] {
+        let resp = h.get(&format!("{callback}?{query}")).await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.json::<Value>().await.unwrap()["errorCode"], code);
+    }
+    let now = Utc::now();
+    let stale = OAuthState {
+        state: moto::unique("stale"),
+        tenant: TenantId::new("tenant-s"),
+        provider: Provider::Douyin,
+        redirect_url: None,
+        created_at: now - Duration::minutes(20),
+        expires_at: now - Duration::minutes(10),
+    };
+    h.stores.states.create(&stale).await.unwrap();
+    let resp = h.get(&format!("{callback}?code=x&state={}", stale.state)).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["errorCode"], "STATE_EXPIRED");
+    assert_eq!(h.sim.api_requests(), 0, "no code was exchanged for a bad state");
+}
+
+#[tokio::test]
+async fn platform_faults_end_in_a_retry_or_a_bad_gateway() {
+    let h = harness().await;
+    h.sim.set_string_numbers(true);
+    h.sim.push_faults([Fault::Throttle]);
+    let (status, body) = h.connect_json("tenant-f", Provider::Douyin, "open-f1").await;
+    assert_eq!(status, 200, "a throttled exchange is retried: {body}");
+
+    for fault in [
+        Fault::Status(500),
+        Fault::MalformedJson,
+        Fault::Delay(std::time::Duration::from_secs(3)),
+    ] {
+        h.sim.push_faults([fault.clone()]);
+        let (status, body) = h.connect_json("tenant-f", Provider::OceanEngine, "88").await;
+        assert_eq!(status, 502, "{fault:?}: {body}");
+        assert_eq!(body["errorCode"], "PLATFORM_ERROR");
+        assert_eq!(body["platform"]["name"], "oceanengine");
+    }
+    assert_eq!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-f"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_no_secrets_logged(&h.sim);
+}
+
+#[tokio::test]
+async fn a_wrong_app_secret_is_a_bad_gateway_with_the_platform_code() {
+    let h = harness_with(|_| {}).await;
+    let wrong = moto::unique("douyin-leads/bad-credentials");
+    moto::put_app_credentials(&h.aws.secrets, &wrong, "wrong-douyin-secret", "wrong-ocean-secret").await;
+    let h2 = harness_with(|env| {
+        env.insert("APP_CREDENTIALS_SECRET_ID".into(), wrong.clone());
+    })
+    .await;
+    drop(h);
+    let (status, body) = h2.connect_json("tenant-w", Provider::Douyin, "open-w").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["platform"]["errorCode"], 10013);
+    assert!(!body.to_string().contains("wrong-douyin-secret"));
+    let (status, body) = h2.connect_json("tenant-w", Provider::OceanEngine, "99").await;
+    assert_eq!(status, 502);
+    assert_eq!(body["platform"]["errorCode"], 40101);
+    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    assert!(!logs.contains("wrong-douyin-secret") && !logs.contains("wrong-ocean-secret"));
+}
