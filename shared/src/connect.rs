@@ -177,7 +177,7 @@ pub fn allowed_redirect(raw: &str, allowed_origins: &[String]) -> Result<String,
         ));
     }
     let origin = url.origin().ascii_serialization();
-    if !allowed_origins.iter().any(|o| *o == origin) {
+    if !allowed_origins.contains(&origin) {
         return Err(ConnectError::RedirectNotAllowed(format!(
             "{origin} is not an allowed origin"
         )));

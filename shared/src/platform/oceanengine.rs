@@ -116,8 +116,7 @@ pub fn consent_url(config: &OceanEngineConfig, redirect_uri: &Url, state: &str) 
     let mut url = join(&config.auth_base_url, "/openapi/audit/oauth.html");
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("app_id", &config.app_id)
-            .append_pair("state", &state.to_owned());
+        q.append_pair("app_id", &config.app_id).append_pair("state", state);
         if !config.scopes.is_empty() {
             q.append_pair("scope", &config.scopes);
         }

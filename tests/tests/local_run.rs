@@ -1,0 +1,97 @@
+//! The README's local walk-through, step by step, against the local run's router: token, consent
+//! link, the simulator's consent page, the callback, the frontend page, the connection list.
+
+use devkit::local::{self, LocalOptions};
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_readme_walk_through_works_on_the_local_run() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let options = LocalOptions {
+        host: "127.0.0.1".into(),
+        port,
+        jwt_secret: "walk-through".into(),
+    };
+    let router = local::build(&options).expect("the local run's default configuration is valid");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let token = http
+        .get(format!("{base}/local/token?tenant=demo-tenant"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for provider in ["douyin", "oceanengine"] {
+        let link: Value = http
+            .get(format!(
+                "{base}/api/v1/lead/douyin/auth/url?provider={provider}&redirectUrl={base}/local/done"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let auth_url = link["data"]["authUrl"].as_str().expect("authUrl").to_owned();
+        assert!(auth_url.starts_with(&format!("{base}/sim/")), "{auth_url}");
+
+        let consent = http.get(&auth_url).send().await.unwrap();
+        assert_eq!(consent.status(), 302);
+        let callback = consent.headers()["location"].to_str().unwrap().to_owned();
+        let back = http.get(&callback).send().await.unwrap();
+        assert_eq!(back.status(), 302);
+        let done = back.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            done.starts_with(&format!("{base}/local/done?status=success&connectionId=c_")),
+            "{done}"
+        );
+        assert_eq!(http.get(&done).send().await.unwrap().status(), 200);
+    }
+
+    let list: Value = http
+        .get(format!("{base}/local/connections"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let providers: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers.len(), 2);
+    assert!(providers.contains(&"douyin") && providers.contains(&"oceanengine"));
+    assert!(!list.to_string().contains("act."), "no token is listed");
+
+    let other: Value = http
+        .get(format!("{base}/local/connections"))
+        .bearer_auth(
+            http.get(format!("{base}/local/token?tenant=someone-else"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["data"], serde_json::json!([]), "another tenant sees none of it");
+}
