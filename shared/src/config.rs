@@ -13,6 +13,8 @@ pub struct Config {
     pub oceanengine: OceanEngineConfig,
     pub oauth: OAuthConfig,
     pub http: HttpConfig,
+    pub feiyu: FeiyuConfig,
+    pub sync: SyncConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
 }
@@ -21,6 +23,8 @@ pub struct Config {
 pub struct Tables {
     pub connections: String,
     pub oauth_states: String,
+    pub leads: String,
+    pub sync_tasks: String,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +86,64 @@ pub struct OAuthConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct FeiyuConfig {
+    /// `https://feiyu.oceanengine.com` (the legacy host `https://crm.bytedance.com` serves the same path).
+    pub base_url: Url,
+    /// How `start_time` / `end_time` are written; the fact sheet could not settle it.
+    pub time_format: FeiyuTimeFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeiyuTimeFormat {
+    /// `YYYY-MM-DD`, whole days (the most common choice).
+    Date,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    DateTime,
+    /// Unix seconds.
+    Unix,
+}
+
+/// How lead syncs run: windows, limits, leases and the fan-out queue.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Each incremental window starts this far before the watermark, to catch late fields and edits.
+    pub overlap: Duration,
+    /// How far back a first (or FULL) sync reaches.
+    pub backfill: Duration,
+    /// A window whose total exceeds this is split: platforms page only so deep.
+    pub max_window_rows: u64,
+    /// 抖音来客 wants `end_time` at least 10 minutes behind now.
+    pub laike_lag: Duration,
+    /// Lag for the other windowed sources.
+    pub default_lag: Duration,
+    /// Page size for windowed sources (≤ 100 everywhere).
+    pub page_size: u32,
+    pub fans_page_size: u32,
+    /// Pages of one window fetched at once after the first page gave the total.
+    pub page_concurrency: usize,
+    /// Connections one invocation syncs at once (an SQS batch).
+    pub connection_concurrency: usize,
+    /// Requests per second, per platform (shared by all connections in a container) and per connection.
+    pub douyin_qps: f64,
+    pub oceanengine_qps: f64,
+    pub feiyu_qps: f64,
+    pub connection_qps: f64,
+    /// How long a run may hold a connection's lease before another run may take it over.
+    pub lease_ttl: Duration,
+    /// Stop starting new pages when the invocation has less than this left.
+    pub deadline_margin: Duration,
+    pub task_ttl: Duration,
+    /// Refresh an access token this long before it expires.
+    pub token_refresh_ahead: Duration,
+    /// Renew a Douyin refresh token this long before it expires (while renewals remain).
+    pub refresh_renew_ahead: Duration,
+    /// The Ocean Engine sources a connection feeds (`clue`, `life`).
+    pub oceanengine_sources: Vec<crate::lead::LeadSource>,
+    /// The fan-out queue; without it the scheduler syncs due connections itself.
+    pub queue_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -111,6 +173,8 @@ impl Config {
             tables: Tables {
                 connections: r.name("CONNECTIONS_TABLE", "douyin-leads-connections"),
                 oauth_states: r.name("OAUTH_STATES_TABLE", "douyin-leads-oauth-states"),
+                leads: r.name("LEADS_TABLE", "douyin-leads-leads"),
+                sync_tasks: r.name("SYNC_TASKS_TABLE", "douyin-leads-sync-tasks"),
             },
             secrets: SecretIds {
                 app_credentials: r.name("APP_CREDENTIALS_SECRET_ID", "douyin-leads/app-credentials"),
@@ -154,6 +218,32 @@ impl Config {
                 max_attempts: r.int("HTTP_MAX_ATTEMPTS", 3, 1..=10) as u32,
                 retry_base: r.millis("HTTP_RETRY_BASE_MS", 200, 1..=10_000),
                 retry_max: r.millis("HTTP_RETRY_MAX_MS", 2000, 1..=60_000),
+            },
+            feiyu: FeiyuConfig {
+                base_url: r.url("FEIYU_BASE_URL", Some("https://feiyu.oceanengine.com")),
+                time_format: r.feiyu_time_format("FEIYU_TIME_FORMAT"),
+            },
+            sync: SyncConfig {
+                overlap: r.secs("SYNC_OVERLAP_MINS", 30, 0..=24 * 60) * 60,
+                backfill: r.secs("SYNC_BACKFILL_DAYS", 30, 1..=365) * 86_400,
+                max_window_rows: r.int("SYNC_MAX_WINDOW_ROWS", 10_000, 100..=1_000_000),
+                laike_lag: r.secs("LAIKE_LAG_SECS", 600, 600..=86_400),
+                default_lag: r.secs("SYNC_LAG_SECS", 60, 0..=86_400),
+                page_size: r.int("SYNC_PAGE_SIZE", 100, 1..=100) as u32,
+                fans_page_size: r.int("FANS_PAGE_SIZE", 20, 1..=100) as u32,
+                page_concurrency: r.int("SYNC_PAGE_CONCURRENCY", 4, 1..=32) as usize,
+                connection_concurrency: r.int("SYNC_CONNECTION_CONCURRENCY", 4, 1..=32) as usize,
+                douyin_qps: r.rate("DOUYIN_QPS", 10.0),
+                oceanengine_qps: r.rate("OCEANENGINE_QPS", 10.0),
+                feiyu_qps: r.rate("FEIYU_QPS", 2.0),
+                connection_qps: r.rate("CONNECTION_QPS", 5.0),
+                lease_ttl: r.secs("SYNC_LEASE_SECS", 900, 60..=86_400),
+                deadline_margin: r.secs("SYNC_DEADLINE_MARGIN_SECS", 15, 1..=600),
+                task_ttl: r.secs("SYNC_TASK_TTL_DAYS", 30, 1..=365) * 86_400,
+                token_refresh_ahead: r.secs("TOKEN_REFRESH_AHEAD_SECS", 3600, 0..=7 * 86_400),
+                refresh_renew_ahead: r.secs("REFRESH_TOKEN_RENEW_AHEAD_DAYS", 5, 0..=29) * 86_400,
+                oceanengine_sources: r.oceanengine_sources("OCEANENGINE_LEAD_SOURCES"),
+                queue_url: r.optional("SYNC_QUEUE_URL"),
             },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };
@@ -229,6 +319,51 @@ impl Reader<'_> {
         Duration::from_millis(self.int(name, default, range))
     }
 
+    /// A positive rate in requests per second.
+    fn rate(&mut self, name: &str, default: f64) -> f64 {
+        let Some(raw) = self.optional(name) else {
+            return default;
+        };
+        match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 && v <= 10_000.0 => v,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be a number of requests per second in (0, 10000], got {raw:?}"
+                ));
+                default
+            }
+        }
+    }
+
+    fn feiyu_time_format(&mut self, name: &str) -> FeiyuTimeFormat {
+        match self.optional(name).as_deref() {
+            None | Some("date") => FeiyuTimeFormat::Date,
+            Some("datetime") => FeiyuTimeFormat::DateTime,
+            Some("unix") => FeiyuTimeFormat::Unix,
+            Some(other) => {
+                self.problems
+                    .push(format!("{name} must be one of date, datetime, unix; got {other:?}"));
+                FeiyuTimeFormat::Date
+            }
+        }
+    }
+
+    fn oceanengine_sources(&mut self, name: &str) -> Vec<crate::lead::LeadSource> {
+        use crate::lead::LeadSource;
+        let raw = self.optional(name).unwrap_or_else(|| "clue,life".to_owned());
+        let mut sources = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry {
+                "clue" => sources.push(LeadSource::OceanEngineClue),
+                "life" => sources.push(LeadSource::OceanEngineLife),
+                other => self
+                    .problems
+                    .push(format!("{name} entries must be clue or life, got {other:?}")),
+            }
+        }
+        sources
+    }
+
     fn codes(&mut self, name: &str, default: BTreeSet<i64>) -> BTreeSet<i64> {
         let Some(raw) = self.optional(name) else {
             return default;
@@ -295,6 +430,12 @@ pub(crate) mod tests {
         assert_eq!(c.douyin.base_url.as_str(), "https://open.douyin.com/");
         assert_eq!(c.http.max_attempts, 3);
         assert_eq!(c.tenant_claim, "sub");
+        assert_eq!(c.sync.overlap, Duration::from_secs(30 * 60));
+        assert_eq!(c.sync.backfill, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.sync.laike_lag, Duration::from_secs(600));
+        assert_eq!(c.feiyu.time_format, FeiyuTimeFormat::Date);
+        assert_eq!(c.sync.oceanengine_sources.len(), 2);
+        assert!(c.sync.queue_url.is_none());
         assert!(c.oauth.allowed_redirect_origins.is_empty());
     }
 
@@ -303,6 +444,8 @@ pub(crate) mod tests {
         let mut env = minimal_env();
         env.remove("DOUYIN_CLIENT_KEY");
         env.insert("HTTP_MAX_ATTEMPTS", "zero");
+        env.insert("DOUYIN_QPS", "-1");
+        env.insert("FEIYU_TIME_FORMAT", "iso");
         env.insert("OAUTH_CALLBACK_URL", "not a url");
         env.insert(
             "ALLOWED_REDIRECT_ORIGINS",
@@ -310,8 +453,10 @@ pub(crate) mod tests {
         );
         let err = load(&env).unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.problems.len(), 4, "{text}");
+        assert_eq!(err.problems.len(), 6, "{text}");
         for name in [
+            "DOUYIN_QPS",
+            "FEIYU_TIME_FORMAT",
             "DOUYIN_CLIENT_KEY",
             "HTTP_MAX_ATTEMPTS",
             "OAUTH_CALLBACK_URL",

@@ -125,7 +125,7 @@ impl ConnectStart {
     ) -> Result<ConsentLink, ConnectError> {
         let provider = match provider {
             None => Provider::Douyin,
-            Some(p) => Provider::parse(p).ok_or_else(|| ConnectError::InvalidProvider(p.to_owned()))?,
+            Some(p) => Provider::parse_oauth(p).ok_or_else(|| ConnectError::InvalidProvider(p.to_owned()))?,
         };
         let redirect_url = redirect_url
             .map(|r| allowed_redirect(r, &self.oauth.allowed_redirect_origins))
@@ -145,6 +145,7 @@ impl ConnectStart {
         let auth_url = match provider {
             Provider::Douyin => douyin::consent_url(&self.douyin, callback, &state.state),
             Provider::OceanEngine => oceanengine::consent_url(&self.oceanengine, callback, &state.state),
+            other => return Err(ConnectError::InvalidProvider(other.as_str().to_owned())),
         };
         tracing::info!(tenant = %tenant, %provider, "consent link issued");
         Ok(ConsentLink {
@@ -277,6 +278,7 @@ impl ConnectFinish {
                     advertiser_ids: Vec::new(),
                     scopes: grant.scopes,
                     renewals_used: 0,
+                    signature_key: None,
                     issued_at: now,
                 };
                 (tokens, grant.open_id)
@@ -311,10 +313,13 @@ impl ConnectFinish {
                     advertiser_ids,
                     scopes: Vec::new(),
                     renewals_used: 0,
+                    signature_key: None,
                     issued_at: now,
                 };
                 (tokens, external)
             }
+            // States are only issued for OAuth providers; a stored one naming another is not ours.
+            other => return Err(ConnectError::InvalidProvider(other.as_str().to_owned())),
         };
         // Claim first: a refused claim must leave no tokens behind for an account we do not own.
         let id = self

@@ -6,27 +6,44 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// A platform a merchant connects through OAuth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The kind of account a connection authorises. Douyin and Ocean Engine connect through OAuth;
+/// 抖音来客 accounts are bound by id (read with the app's client_token) and Feiyu accounts are
+/// registered with their signature key and token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Douyin,
     #[serde(rename = "oceanengine")]
     OceanEngine,
+    Laike,
+    Feiyu,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 2] = [Provider::Douyin, Provider::OceanEngine];
+    pub const ALL: [Provider; 4] = [
+        Provider::Douyin,
+        Provider::OceanEngine,
+        Provider::Laike,
+        Provider::Feiyu,
+    ];
+    /// The providers a consent URL can be issued for.
+    pub const OAUTH: [Provider; 2] = [Provider::Douyin, Provider::OceanEngine];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Douyin => "douyin",
             Provider::OceanEngine => "oceanengine",
+            Provider::Laike => "laike",
+            Provider::Feiyu => "feiyu",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+
+    pub fn parse_oauth(value: &str) -> Option<Self> {
+        Self::OAUTH.into_iter().find(|p| p.as_str() == value)
     }
 }
 
@@ -157,6 +174,8 @@ pub struct TokenSet {
     /// Douyin allows five renewals of a refresh token; this counts the ones used.
     pub renewals_used: u32,
     pub issued_at: DateTime<Utc>,
+    /// Feiyu only: the key that signs every request (its `access_token` is the console token).
+    pub signature_key: Option<Secret>,
 }
 
 /// App-level credentials, one secret for the whole deployment.
@@ -191,6 +210,8 @@ mod tests {
         for p in Provider::ALL {
             assert_eq!(Provider::parse(p.as_str()), Some(p));
         }
-        assert_eq!(Provider::parse("feiyu"), None);
+        assert_eq!(Provider::parse("feiyu"), Some(Provider::Feiyu));
+        assert_eq!(Provider::parse_oauth("feiyu"), None);
+        assert_eq!(Provider::parse_oauth("oceanengine"), Some(Provider::OceanEngine));
     }
 }

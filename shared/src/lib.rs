@@ -7,10 +7,14 @@ pub mod config;
 pub mod connect;
 pub mod domain;
 pub mod http;
+pub mod lead;
 pub mod lenient;
 pub mod platform;
 pub mod secret;
+pub mod sources;
 pub mod store;
+pub mod sync;
+pub mod task;
 
 pub use config::Config;
 pub use secret::Secret;

@@ -6,10 +6,10 @@ use axum::Router;
 use shared::aws::AwsClients;
 use shared::clock::Clock;
 use shared::domain::AppCredentials;
-use shared::store::dynamo::{DynamoConnectionStore, DynamoStateStore};
+use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
-use shared::store::secrets::{SecretsManagerAppCredentials, SecretsManagerVault};
-use shared::store::{AppCredentialsSource, ConnectionStore, StateStore, TokenVault};
+use shared::store::{AppCredentialsSource, ConnectionStore, LeadStore, StateStore, SyncLedger, TaskStore, TokenVault};
+use shared::sync::SyncStores;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,31 +19,43 @@ pub struct StoreSet {
     pub vault: Arc<dyn TokenVault>,
     pub credentials: Arc<dyn AppCredentialsSource>,
     pub connections: Arc<dyn ConnectionStore>,
+    pub ledger: Arc<dyn SyncLedger>,
+    pub leads: Arc<dyn LeadStore>,
+    pub tasks: Arc<dyn TaskStore>,
 }
 
 impl StoreSet {
     pub fn embedded(credentials: AppCredentials) -> Self {
         let vault = Arc::new(MemoryTokenVault::new(credentials));
-        Self {
-            states: Arc::new(MemoryStateStore::default()),
-            vault: vault.clone(),
-            credentials: vault,
-            connections: Arc::new(MemoryConnectionStore::default()),
-        }
+        let sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::default()), vault);
+        Self::from_sync(Arc::new(MemoryStateStore::default()), sync)
     }
 
     pub fn aws(aws: &AwsClients, config: &shared::Config) -> Self {
+        let states = Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), &config.tables.oauth_states));
+        Self::from_sync(states, SyncStores::aws(aws, config))
+    }
+
+    fn from_sync(states: Arc<dyn StateStore>, sync: SyncStores) -> Self {
         Self {
-            states: Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), &config.tables.oauth_states)),
-            vault: Arc::new(SecretsManagerVault::new(aws.secrets.clone())),
-            credentials: Arc::new(SecretsManagerAppCredentials::new(
-                aws.secrets.clone(),
-                &config.secrets.app_credentials,
-            )),
-            connections: Arc::new(DynamoConnectionStore::new(
-                aws.dynamodb.clone(),
-                &config.tables.connections,
-            )),
+            states,
+            vault: sync.vault,
+            credentials: sync.credentials,
+            connections: sync.connections,
+            ledger: sync.ledger,
+            leads: sync.leads,
+            tasks: sync.tasks,
+        }
+    }
+
+    pub fn sync(&self) -> SyncStores {
+        SyncStores {
+            connections: self.connections.clone(),
+            ledger: self.ledger.clone(),
+            leads: self.leads.clone(),
+            tasks: self.tasks.clone(),
+            vault: self.vault.clone(),
+            credentials: self.credentials.clone(),
         }
     }
 }
@@ -82,6 +94,7 @@ pub fn simulator_env(sim_base: &str, public_base: &str, sim: &crate::sim::SimApp
             "ALLOWED_REDIRECT_ORIGINS".into(),
             format!("{public_base},http://localhost:3000,https://app.example.com"),
         ),
+        ("FEIYU_BASE_URL".into(), sim_base.into()),
         ("HTTP_TIMEOUT_MS".into(), "2000".into()),
         ("HTTP_RETRY_BASE_MS".into(), "10".into()),
         ("HTTP_RETRY_MAX_MS".into(), "50".into()),

@@ -3,8 +3,13 @@
 
 use chrono::{Duration, DurationRound, Utc};
 use shared::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId, TokenSet};
+use shared::lead::{HistoryEntry, LeadFields, LeadRecord, LeadSource, LeadStatus, PlatformLead};
 use shared::secret::Secret;
-use shared::store::{ClaimError, ConnectionStore, StateError, StateStore, TokenVault};
+use shared::store::{
+    ClaimError, ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, RunRecord, StateError, StateStore,
+    SyncLedger, TaskStore, TokenVault,
+};
+use shared::task::{SourceCounts, Strategy, SyncTask, TaskStatus, Trigger, new_task_id};
 
 fn now() -> chrono::DateTime<Utc> {
     // Stores keep milliseconds; compare at that precision.
@@ -79,6 +84,7 @@ fn tokens(access: &str, refresh: &str) -> TokenSet {
         scopes: vec!["user_info".into(), "fans.list".into()],
         renewals_used: 1,
         issued_at: now,
+        signature_key: None,
     }
 }
 
@@ -182,4 +188,263 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, first.id);
     assert!(store.list(&b).await.expect("list").is_empty());
+}
+
+fn lead(tenant: &TenantId, connection: &ConnectionId, id: &str, phone: Option<&str>, minutes_ago: i64) -> LeadRecord {
+    let fields = LeadFields {
+        name: Some(format!("客户{id}")),
+        phone: phone.map(str::to_owned),
+        clue_type: "FORM".into(),
+        created_at: Some(now() - Duration::minutes(minutes_ago)),
+        ..LeadFields::default()
+    };
+    LeadRecord::new(
+        tenant,
+        connection,
+        PlatformLead {
+            source: LeadSource::OceanEngineClue,
+            source_lead_id: id.to_owned(),
+            fields,
+            raw: serde_json::json!({"clue_id": id, "promotion_id": 7381234567000000000u64}),
+        },
+    )
+}
+
+pub async fn lead_store(store: &dyn LeadStore) {
+    let tenant = TenantId::new(crate::moto::unique("tenant"));
+    let other = TenantId::new(crate::moto::unique("tenant"));
+    let conn = ConnectionId::from_stored("c_test");
+    let batch = vec![
+        lead(&tenant, &conn, "7000000000000000001", Some("13800138000"), 30),
+        lead(&tenant, &conn, "7000000000000000002", Some("13900139000"), 20),
+        lead(&tenant, &conn, "7000000000000000003", Some("13800138000"), 10),
+    ];
+    let report = store.upsert(&tenant, &batch, now()).await.expect("first upsert");
+    assert_eq!(
+        (report.created, report.updated, report.unchanged, report.duplicates),
+        (3, 0, 0, 1)
+    );
+    let again = store.upsert(&tenant, &batch, now()).await.expect("replay");
+    assert_eq!(
+        (again.created, again.updated, again.unchanged),
+        (0, 0, 3),
+        "a replay changes nothing"
+    );
+
+    let first = store
+        .get(&tenant, &batch[0].lead_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(first.status, LeadStatus::New);
+    assert_eq!(first.version, 1);
+    assert_eq!(
+        first.raw["promotion_id"],
+        serde_json::json!(7381234567000000000u64),
+        "raw kept whole"
+    );
+    let third = store
+        .get(&tenant, &batch[2].lead_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        third.duplicate_of.as_ref(),
+        Some(&batch[0].lead_id),
+        "same phone links to the earlier lead"
+    );
+
+    let change = OperatorChange {
+        status: Some(LeadStatus::Contacted),
+        notes: Some("called".into()),
+        expected_version: 1,
+        history: vec![HistoryEntry {
+            at: now(),
+            actor: "sales-1".into(),
+            action: "STATUS".into(),
+            from: Some("NEW".into()),
+            to: Some("CONTACTED".into()),
+        }],
+        at: now(),
+    };
+    let updated = store
+        .update_operator_fields(&tenant, &batch[0].lead_id, &change)
+        .await
+        .expect("operator change");
+    assert_eq!(
+        (updated.status, updated.version, updated.history.len()),
+        (LeadStatus::Contacted, 2, 1)
+    );
+    assert!(matches!(
+        store.update_operator_fields(&tenant, &batch[0].lead_id, &change).await,
+        Err(LeadUpdateError::VersionConflict { current: 2 })
+    ));
+    assert!(matches!(
+        store.update_operator_fields(&other, &batch[0].lead_id, &change).await,
+        Err(LeadUpdateError::NotFound)
+    ));
+
+    // A late field arrives: the platform fields change, the operator's stay.
+    let mut late = lead(&tenant, &conn, "7000000000000000001", Some("13800138000"), 30);
+    late.fields.channel = Some("抖音".into());
+    late.content_hash = late.fields.content_hash();
+    let report = store.upsert(&tenant, &[late.clone()], now()).await.expect("update");
+    assert_eq!((report.created, report.updated), (0, 1));
+    let stored = store.get(&tenant, &late.lead_id).await.expect("get").expect("stored");
+    assert_eq!(stored.fields.channel.as_deref(), Some("抖音"));
+    assert_eq!(
+        (stored.status, stored.notes.as_str(), stored.version),
+        (LeadStatus::Contacted, "called", 2)
+    );
+
+    let listed = store.list_all(&tenant).await.expect("list");
+    let order: Vec<&str> = listed.iter().map(|l| l.source_lead_id.as_str()).collect();
+    assert_eq!(
+        order,
+        ["7000000000000000003", "7000000000000000002", "7000000000000000001"],
+        "newest first"
+    );
+    assert!(
+        store.list_all(&other).await.expect("list").is_empty(),
+        "tenants are apart"
+    );
+    assert!(store.get(&other, &batch[0].lead_id).await.expect("get").is_none());
+}
+
+/// `connections` must hold the connection the ledger keeps books on.
+pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLedger) {
+    let external = crate::moto::unique("acct");
+    let tenant = TenantId::new(crate::moto::unique("tenant"));
+    let c = connection(tenant.as_str(), Provider::OceanEngine, &external);
+    connections.upsert(&c).await.expect("create connection");
+    let t0 = now();
+
+    assert_eq!(
+        ledger
+            .acquire_lease(&tenant, &c.id, "task-1", t0 + Duration::minutes(15), t0)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let held = ledger
+        .acquire_lease(&tenant, &c.id, "task-2", t0 + Duration::minutes(15), t0)
+        .await
+        .unwrap()
+        .expect_err("a live lease is not taken over");
+    assert_eq!(held.holder, "task-1");
+    let later = t0 + Duration::minutes(16);
+    assert_eq!(
+        ledger
+            .acquire_lease(&tenant, &c.id, "task-2", later + Duration::minutes(15), later)
+            .await
+            .unwrap(),
+        Ok(()),
+        "an expired lease is taken over"
+    );
+    ledger.release_lease(&tenant, &c.id, "task-1").await.unwrap();
+    assert_eq!(
+        ledger.sync_info(&tenant, &c.id).await.unwrap().lease.unwrap().holder,
+        "task-2",
+        "only the holder releases"
+    );
+    ledger.release_lease(&tenant, &c.id, "task-2").await.unwrap();
+    assert!(ledger.sync_info(&tenant, &c.id).await.unwrap().lease.is_none());
+
+    ledger
+        .advance_watermark(&tenant, &c.id, LeadSource::OceanEngineClue, t0)
+        .await
+        .unwrap();
+    ledger
+        .advance_watermark(&tenant, &c.id, LeadSource::OceanEngineClue, t0 - Duration::hours(1))
+        .await
+        .unwrap();
+    let info = ledger.sync_info(&tenant, &c.id).await.unwrap();
+    assert_eq!(
+        info.watermarks.get(&LeadSource::OceanEngineClue),
+        Some(&t0),
+        "watermarks never move back"
+    );
+
+    ledger
+        .record_run(
+            &tenant,
+            &c.id,
+            &RunRecord {
+                task_id: "task-2".into(),
+                at: t0,
+                succeeded: false,
+                error: Some("boom".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let info = ledger.sync_info(&tenant, &c.id).await.unwrap();
+    assert_eq!(
+        (info.last_sync_at, info.last_success_at, info.last_error.as_deref()),
+        (Some(t0), None, Some("boom"))
+    );
+
+    assert_eq!(
+        ledger
+            .list_active()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.id == c.id)
+            .count(),
+        1
+    );
+    ledger
+        .mark_reauth_required(&tenant, &c.id, "refresh token expired", t0)
+        .await
+        .unwrap();
+    let stored = connections.get(&tenant, &c.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ConnectionStatus::ReauthRequired);
+    assert!(
+        ledger.list_active().await.unwrap().iter().all(|a| a.id != c.id),
+        "no longer scheduled"
+    );
+
+    let ghost = ConnectionId::from_stored("c_missing");
+    ledger
+        .advance_watermark(&tenant, &ghost, LeadSource::Feiyu, t0)
+        .await
+        .unwrap();
+    assert!(
+        connections.get(&tenant, &ghost).await.unwrap().is_none(),
+        "no phantom connection appears"
+    );
+}
+
+pub async fn task_store(store: &dyn TaskStore) {
+    let tenant = TenantId::new(crate::moto::unique("tenant"));
+    let mut task = SyncTask::new(
+        new_task_id(),
+        tenant.clone(),
+        ConnectionId::from_stored("c_1"),
+        Trigger::Manual,
+        Strategy::Full,
+        now(),
+        Duration::days(30),
+    );
+    store.put(&task).await.unwrap();
+    assert_eq!(store.get(&tenant, &task.task_id).await.unwrap().as_ref(), Some(&task));
+    task.status = TaskStatus::Completed;
+    task.sources.insert(
+        LeadSource::Laike,
+        SourceCounts {
+            fetched: 3,
+            created: 3,
+            ..SourceCounts::default()
+        },
+    );
+    store.put(&task).await.unwrap();
+    assert_eq!(store.get(&tenant, &task.task_id).await.unwrap(), Some(task.clone()));
+    assert!(
+        store
+            .get(&TenantId::new("someone-else"), &task.task_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

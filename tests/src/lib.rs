@@ -2,8 +2,11 @@
 //! helpers, the store contract suite and the local all-in-one server.
 
 pub mod app;
+pub mod connections;
 pub mod contract;
+pub mod ddb_counter;
 pub mod local;
 pub mod local_auth;
 pub mod moto;
 pub mod sim;
+pub mod sync_harness;

@@ -3,15 +3,18 @@
 
 use crate::app::{self, StoreSet};
 use crate::local_auth::{ALL_SCOPES, LocalJwt};
-use crate::sim::{SimApp, SimHandle};
+use crate::sim::{SimApp, SimHandle, SimSource};
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use shared::clock::SystemClock;
 use shared::domain::AppCredentials;
 use shared::http::{ApiError, Identity, ok, route_not_found};
+use shared::lead::mask_phone;
 use shared::secret::Secret;
+use shared::sync::SyncEngine;
+use shared::sync::fanout;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,10 +22,13 @@ pub struct LocalOptions {
     pub host: String,
     pub port: u16,
     pub jwt_secret: String,
+    /// How often the scheduler syncs every active connection; `None` leaves it to `/local/sync`.
+    pub sync_interval: Option<std::time::Duration>,
 }
 
 impl LocalOptions {
-    /// `LOCAL_HOST` (127.0.0.1), `LOCAL_PORT` (8080), `LOCAL_JWT_SECRET` (a fixed dev secret).
+    /// `LOCAL_HOST` (127.0.0.1), `LOCAL_PORT` (8080), `LOCAL_JWT_SECRET` (a fixed dev secret),
+    /// `LOCAL_SYNC_INTERVAL_SECS` (30; 0 turns the scheduler off).
     pub fn from_env() -> Result<Self, String> {
         let port = match std::env::var("LOCAL_PORT") {
             Ok(p) => p
@@ -30,10 +36,17 @@ impl LocalOptions {
                 .map_err(|_| format!("LOCAL_PORT must be a port number, got {p:?}"))?,
             Err(_) => 8080,
         };
+        let interval: u64 = match std::env::var("LOCAL_SYNC_INTERVAL_SECS") {
+            Ok(v) => v
+                .parse()
+                .map_err(|_| format!("LOCAL_SYNC_INTERVAL_SECS must be a number of seconds, got {v:?}"))?,
+            Err(_) => 30,
+        };
         Ok(Self {
             host: std::env::var("LOCAL_HOST").unwrap_or_else(|_| "127.0.0.1".into()),
             port,
             jwt_secret: std::env::var("LOCAL_JWT_SECRET").unwrap_or_else(|_| "douyin-leads-local-dev-secret".into()),
+            sync_interval: (interval > 0).then(|| std::time::Duration::from_secs(interval)),
         })
     }
 }
@@ -42,9 +55,11 @@ impl LocalOptions {
 struct LocalState {
     jwt: LocalJwt,
     stores: StoreSet,
+    engine: Arc<SyncEngine>,
 }
 
-/// Builds the whole local system; the caller serves it on `options.host:options.port`.
+/// Builds the whole local system; the caller serves it on `options.host:options.port`. The
+/// scheduler, when on, is spawned here and stops with the runtime.
 pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigError> {
     let public = format!("http://{}:{}", options.host, options.port);
     let sim_app = SimApp::default();
@@ -57,9 +72,27 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
         oceanengine_secret: Secret::new(sim_app.oceanengine_secret.clone()),
     });
     let jwt = LocalJwt::new(&options.jwt_secret, &config.tenant_claim);
+    let sim = SimHandle::new(sim_app);
+    seed_demo_leads(&sim);
+    let engine = Arc::new(SyncEngine::new(&config, stores.sync(), Arc::new(SystemClock)));
+    if let Some(every) = options.sync_interval {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = fanout::schedule(&engine, None, None).await {
+                    tracing::error!(error = %e, "local scheduled sync failed");
+                }
+            }
+        });
+    }
     let local = Router::new()
         .route("/local/token", get(mint_token))
         .route("/local/connections", get(connections))
+        .route("/local/leads", get(leads))
+        .route("/local/sync", post(sync_now))
         .route("/local/done", get(done))
         .layer(axum::middleware::from_fn_with_state(
             jwt.clone(),
@@ -68,15 +101,43 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
         .with_state(LocalState {
             jwt: jwt.clone(),
             stores: stores.clone(),
+            engine,
         });
     Ok(app::routes(&config, &stores, Arc::new(SystemClock), jwt)
         .merge(local)
-        .nest("/sim", SimHandle::new(sim_app).router())
+        .nest("/sim", sim.router())
         .fallback(route_not_found))
 }
 
+/// Leads the simulator holds for the accounts its consent pages grant by default, so a local
+/// connection has something to sync.
+fn seed_demo_leads(sim: &SimHandle) {
+    let month = chrono::Duration::days(20);
+    sim.seed_leads(SimSource::Fans, DEMO_DOUYIN_ACCOUNT, 60, month);
+    sim.seed_leads(SimSource::OceanEngineClue, DEMO_OCEANENGINE_ACCOUNT, 150, month);
+    sim.seed_leads(SimSource::OceanEngineLife, DEMO_OCEANENGINE_ACCOUNT, 80, month);
+}
+
+/// The simulated users behind the consent pages when no `sim_account` is given.
+pub const DEMO_DOUYIN_ACCOUNT: &str = "open-sim-user-1";
+pub const DEMO_OCEANENGINE_ACCOUNT: &str = "1769665409798152";
+
 fn shared_var(name: &str) -> bool {
-    const PREFIXES: &[&str] = &["DOUYIN_", "OCEANENGINE_", "OAUTH_", "ALLOWED_", "HTTP_", "TENANT_"];
+    const PREFIXES: &[&str] = &[
+        "DOUYIN_",
+        "OCEANENGINE_",
+        "OAUTH_",
+        "ALLOWED_",
+        "HTTP_",
+        "TENANT_",
+        "SYNC_",
+        "LAIKE_",
+        "FEIYU_",
+        "FANS_",
+        "TOKEN_",
+        "REFRESH_TOKEN_",
+        "CONNECTION_QPS",
+    ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -112,6 +173,39 @@ async fn connections(State(s): State<LocalState>, identity: Identity) -> Result<
         })
         .collect();
     Ok(ok(rows))
+}
+
+/// `GET /local/leads`: the caller's leads, newest first, phones masked (until the lead API serves them).
+async fn leads(State(s): State<LocalState>, identity: Identity) -> Result<axum::response::Response, ApiError> {
+    let list = s
+        .stores
+        .leads
+        .list_all(&identity.tenant)
+        .await
+        .map_err(|e| ApiError::internal("list leads", &e))?;
+    let rows: Vec<_> = list
+        .into_iter()
+        .map(|l| {
+            serde_json::json!({
+                "leadId": l.lead_id, "source": l.source, "connectionId": l.connection_id,
+                "name": l.fields.name, "nickname": l.fields.nickname,
+                "phone": l.fields.phone.as_deref().map(mask_phone), "clueType": l.fields.clue_type,
+                "createdAt": l.fields.created_at, "status": l.status, "duplicateOf": l.duplicate_of,
+            })
+        })
+        .collect();
+    Ok(ok(serde_json::json!({"total": rows.len(), "records": rows})))
+}
+
+/// `POST /local/sync`: syncs every active connection now instead of waiting for the scheduler.
+async fn sync_now(State(s): State<LocalState>, _identity: Identity) -> Result<axum::response::Response, ApiError> {
+    let report = fanout::schedule(&s.engine, None, None)
+        .await
+        .map_err(|e| ApiError::internal("sync", &e))?;
+    Ok(ok(serde_json::json!({
+        "due": report.due, "completed": report.completed, "partial": report.partial,
+        "failed": report.failed, "skipped": report.skipped,
+    })))
 }
 
 /// `GET /local/done`: stands in for the frontend page the callback redirects to.

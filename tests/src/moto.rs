@@ -128,15 +128,33 @@ pub async fn create_table_from_template(ddb: &aws_sdk_dynamodb::Client, logical_
 pub struct Tables {
     pub connections: String,
     pub oauth_states: String,
+    pub leads: String,
+    pub sync_tasks: String,
+}
+
+impl Tables {
+    /// The table variables for `shared::Config`.
+    pub fn env(&self) -> [(String, String); 4] {
+        [
+            ("CONNECTIONS_TABLE".into(), self.connections.clone()),
+            ("OAUTH_STATES_TABLE".into(), self.oauth_states.clone()),
+            ("LEADS_TABLE".into(), self.leads.clone()),
+            ("SYNC_TASKS_TABLE".into(), self.sync_tasks.clone()),
+        ]
+    }
 }
 
 pub async fn create_tables(ddb: &aws_sdk_dynamodb::Client) -> Tables {
     let tables = Tables {
         connections: unique("connections"),
         oauth_states: unique("oauth-states"),
+        leads: unique("leads"),
+        sync_tasks: unique("sync-tasks"),
     };
     create_table_from_template(ddb, "ConnectionsTable", &tables.connections).await;
     create_table_from_template(ddb, "OAuthStatesTable", &tables.oauth_states).await;
+    create_table_from_template(ddb, "LeadsTable", &tables.leads).await;
+    create_table_from_template(ddb, "SyncTasksTable", &tables.sync_tasks).await;
     tables
 }
 

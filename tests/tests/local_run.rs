@@ -12,6 +12,7 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         host: "127.0.0.1".into(),
         port,
         jwt_secret: "walk-through".into(),
+        sync_interval: Some(std::time::Duration::from_millis(500)),
     };
     let router = local::build(&options).expect("the local run's default configuration is valid");
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -75,6 +76,29 @@ async fn the_readme_walk_through_works_on_the_local_run() {
     assert_eq!(providers.len(), 2);
     assert!(providers.contains(&"douyin") && providers.contains(&"oceanengine"));
     assert!(!list.to_string().contains("act."), "no token is listed");
+
+    // The scheduler syncs the new connections on its own: the simulator's demo leads arrive.
+    let expected = 60 + 150 + 80;
+    let mut total = 0;
+    for _ in 0..60 {
+        let leads: Value = http
+            .get(format!("{base}/local/leads"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total = leads["data"]["total"].as_u64().unwrap();
+        if total == expected {
+            let text = leads.to_string();
+            assert!(text.contains("****"), "phones are masked");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(total, expected, "the scheduler stored every demo lead");
 
     let other: Value = http
         .get(format!("{base}/local/connections"))

@@ -5,7 +5,10 @@ use shared::domain::AppCredentials;
 use shared::secret::Secret;
 use shared::store::AppCredentialsSource;
 use shared::store::dynamo::{DynamoConnectionStore, DynamoStateStore};
+use shared::store::dynamo_leads::DynamoLeadStore;
+use shared::store::dynamo_sync::DynamoTaskStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
+use shared::store::memory_leads::{MemoryLeadStore, MemoryTaskStore};
 use shared::store::secrets::{SecretsManagerAppCredentials, SecretsManagerVault};
 
 fn creds() -> AppCredentials {
@@ -28,6 +31,44 @@ async fn embedded_token_vault_meets_the_contract() {
 #[tokio::test]
 async fn embedded_connection_store_meets_the_contract() {
     contract::connection_store(&MemoryConnectionStore::default()).await;
+}
+
+#[tokio::test]
+async fn embedded_lead_store_meets_the_contract() {
+    contract::lead_store(&MemoryLeadStore::default()).await;
+}
+
+#[tokio::test]
+async fn embedded_sync_ledger_meets_the_contract() {
+    let store = MemoryConnectionStore::default();
+    contract::sync_ledger(&store, &store).await;
+}
+
+#[tokio::test]
+async fn embedded_task_store_meets_the_contract() {
+    contract::task_store(&MemoryTaskStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_lead_store_meets_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::lead_store(&DynamoLeadStore::new(aws.dynamodb, tables.leads)).await;
+}
+
+#[tokio::test]
+async fn dynamodb_sync_ledger_meets_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    let store = DynamoConnectionStore::new(aws.dynamodb, tables.connections);
+    contract::sync_ledger(&store, &store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_task_store_meets_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::task_store(&DynamoTaskStore::new(aws.dynamodb, tables.sync_tasks)).await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use std::fmt;
 pub enum Platform {
     Douyin,
     OceanEngine,
+    Feiyu,
 }
 
 impl Platform {
@@ -20,6 +21,7 @@ impl Platform {
         match self {
             Platform::Douyin => "douyin",
             Platform::OceanEngine => "oceanengine",
+            Platform::Feiyu => "feiyu",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! DynamoDB adapters. Uniqueness and single use are enforced by conditional writes, never by a
 //! read followed by a write.
 
+use super::attr::{Item, get_list, get_opt_s, get_s, get_time, list, n, s, sdk_error, time};
 use super::{ClaimError, ConnectionStore, StateError, StateStore, StoreError};
 use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
 use async_trait::async_trait;
@@ -8,64 +9,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn list(values: &[String]) -> AttributeValue {
-    AttributeValue::L(values.iter().map(|v| s(v.clone())).collect())
-}
-
-fn time(t: DateTime<Utc>) -> AttributeValue {
-    s(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-}
-
-fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Ok(v.clone()),
-        _ => Err(StoreError::new(
-            "decode item",
-            format!("attribute {name} is missing or not a string"),
-        )),
-    }
-}
-
-fn get_opt_s(item: &Item, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    }
-}
-
-fn get_list(item: &Item, name: &str) -> Vec<String> {
-    match item.get(name) {
-        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
-    let raw = get_s(item, name)?;
-    DateTime::parse_from_rfc3339(&raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::new("decode item", format!("attribute {name}: {e}")))
-}
-
-fn sdk_error<E, R>(operation: &'static str, err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    StoreError::new(operation, aws_sdk_dynamodb::error::DisplayErrorContext(err))
-}
 
 pub struct DynamoStateStore {
     client: Client,
@@ -147,15 +90,15 @@ impl StateStore for DynamoStateStore {
 }
 
 pub struct DynamoConnectionStore {
-    client: Client,
-    table: String,
+    pub(crate) client: Client,
+    pub(crate) table: String,
 }
 
-fn tenant_pk(tenant: &TenantId) -> String {
+pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}")
 }
 
-fn connection_sk(id: &ConnectionId) -> String {
+pub(crate) fn connection_sk(id: &ConnectionId) -> String {
     format!("CONN#{id}")
 }
 
@@ -195,7 +138,7 @@ impl DynamoConnectionStore {
         }
     }
 
-    fn decode(item: &Item) -> Result<Connection, StoreError> {
+    pub(crate) fn decode(item: &Item) -> Result<Connection, StoreError> {
         let provider = get_s(item, "provider")?;
         let status = get_s(item, "status")?;
         Ok(Connection {

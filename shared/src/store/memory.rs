@@ -1,15 +1,18 @@
 //! Embedded stores: the same semantics as the AWS adapters, held in process memory.
 
 use super::{
-    AppCredentialsSource, ClaimError, ConnectionStore, StateError, StateStore, StoreError, TokenVault, token_codec,
+    AppCredentialsSource, ClaimError, ConnectionStore, Lease, RunRecord, StateError, StateStore, StoreError, SyncInfo,
+    SyncLedger, TokenVault, token_codec,
 };
+use crate::domain::ConnectionStatus;
 use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
+use crate::lead::LeadSource;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take the whole local run down with it.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -91,6 +94,7 @@ pub struct MemoryConnectionStore {
 struct Connections {
     claims: HashMap<(Provider, String), TenantId>,
     rows: BTreeMap<(TenantId, ConnectionId), Connection>,
+    sync: HashMap<(TenantId, ConnectionId), SyncInfo>,
 }
 
 impl Connections {
@@ -140,6 +144,128 @@ impl ConnectionStore for MemoryConnectionStore {
             .rows
             .values()
             .filter(|c| &c.tenant == tenant)
+            .cloned()
+            .collect())
+    }
+}
+
+impl MemoryConnectionStore {
+    /// Applies `f` to the sync info of an existing connection; a missing one is left alone, as
+    /// the DynamoDB adapter's conditional updates leave it.
+    fn with_sync(&self, tenant: &TenantId, id: &ConnectionId, f: impl FnOnce(&mut SyncInfo, &mut Connection)) {
+        let mut inner = lock(&self.inner);
+        let key = (tenant.clone(), id.clone());
+        let Connections { rows, sync, .. } = &mut *inner;
+        if let Some(row) = rows.get_mut(&key) {
+            f(sync.entry(key).or_default(), row);
+        }
+    }
+}
+
+#[async_trait]
+impl SyncLedger for MemoryConnectionStore {
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Lease>, StoreError> {
+        let mut outcome = Err(Lease {
+            holder: String::new(),
+            until: now,
+        });
+        self.with_sync(tenant, id, |info, _| match &info.lease {
+            Some(lease) if lease.holder != holder && lease.until >= now => outcome = Err(lease.clone()),
+            _ => {
+                info.lease = Some(Lease {
+                    holder: holder.to_owned(),
+                    until,
+                });
+                outcome = Ok(());
+            }
+        });
+        Ok(outcome)
+    }
+
+    async fn release_lease(&self, tenant: &TenantId, id: &ConnectionId, holder: &str) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |info, _| {
+            if info.lease.as_ref().is_some_and(|l| l.holder == holder) {
+                info.lease = None;
+            }
+        });
+        Ok(())
+    }
+
+    async fn sync_info(&self, tenant: &TenantId, id: &ConnectionId) -> Result<SyncInfo, StoreError> {
+        Ok(lock(&self.inner)
+            .sync
+            .get(&(tenant.clone(), id.clone()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn advance_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |info, _| {
+            let mark = info.watermarks.entry(source).or_insert(to);
+            *mark = (*mark).max(to);
+        });
+        Ok(())
+    }
+
+    async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |info, _| {
+            info.last_sync_at = Some(run.at);
+            info.last_task_id = Some(run.task_id.clone());
+            if run.succeeded {
+                info.last_success_at = Some(run.at);
+            }
+            info.last_error = run.error.clone();
+        });
+        Ok(())
+    }
+
+    async fn mark_reauth_required(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |info, row| {
+            row.status = ConnectionStatus::ReauthRequired;
+            row.updated_at = now;
+            info.last_error = Some(reason.to_owned());
+        });
+        Ok(())
+    }
+
+    async fn update_token_expiry(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        access_expires_at: DateTime<Utc>,
+        refresh_expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |_, row| {
+            row.access_expires_at = access_expires_at;
+            row.refresh_expires_at = refresh_expires_at;
+        });
+        Ok(())
+    }
+
+    async fn list_active(&self) -> Result<Vec<Connection>, StoreError> {
+        Ok(lock(&self.inner)
+            .rows
+            .values()
+            .filter(|c| c.status == ConnectionStatus::Active)
             .cloned()
             .collect())
     }

@@ -2,14 +2,21 @@
 //! embedded one (in-process, for the local run and fast tests). A contract suite in the devkit
 //! crate runs against both.
 
+pub mod attr;
 pub mod dynamo;
+pub mod dynamo_leads;
+pub mod dynamo_sync;
 pub mod memory;
+pub mod memory_leads;
 pub mod secrets;
 pub mod token_codec;
 
 use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
+use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use crate::task::SyncTask;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A storage backend failed; the message is for logs and never holds a secret.
@@ -91,4 +98,150 @@ pub trait ConnectionStore: Send + Sync {
     async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
+}
+
+/// What one batch upsert did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertReport {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Created leads linked to an earlier lead with the same phone.
+    pub duplicates: u64,
+}
+
+/// Most leads one [`LeadStore::upsert`] call takes (one BatchGetItem).
+pub const UPSERT_BATCH: usize = 100;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LeadUpdateError {
+    #[error("the lead does not exist")]
+    NotFound,
+    #[error("the lead was changed by someone else (version {current})")]
+    VersionConflict { current: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An operator's change to a lead: new status and/or notes, recorded in the history.
+#[derive(Debug, Clone)]
+pub struct OperatorChange {
+    pub status: Option<LeadStatus>,
+    pub notes: Option<String>,
+    pub expected_version: u64,
+    pub history: Vec<HistoryEntry>,
+    pub at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait LeadStore: Send + Sync {
+    /// Writes leads of one tenant idempotently: a new lead is created (status NEW, linked to an
+    /// earlier lead with the same phone), a changed one gets its platform fields replaced, an
+    /// unchanged one costs no write. Operator fields are never touched. At most
+    /// [`UPSERT_BATCH`] leads with distinct ids.
+    async fn upsert(
+        &self,
+        tenant: &TenantId,
+        leads: &[LeadRecord],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertReport, StoreError>;
+
+    async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError>;
+
+    /// Every lead of the tenant, newest first (by platform creation time).
+    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError>;
+
+    /// Applies an operator change if `expected_version` is current; returns the updated lead.
+    async fn update_operator_fields(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        change: &OperatorChange,
+    ) -> Result<StoredLead, LeadUpdateError>;
+}
+
+/// Who holds a connection's sync lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A connection's sync bookkeeping, kept beside the connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncInfo {
+    /// Per source: everything created before this is stored.
+    pub watermarks: BTreeMap<LeadSource, DateTime<Utc>>,
+    pub lease: Option<Lease>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_task_id: Option<String>,
+}
+
+/// How a run ended, for the connection's health.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub task_id: String,
+    pub at: DateTime<Utc>,
+    pub succeeded: bool,
+    pub error: Option<String>,
+}
+
+/// Sync bookkeeping on connections: leases, watermarks, health, and the scheduler's listing.
+#[async_trait]
+pub trait SyncLedger: Send + Sync {
+    /// Takes the connection's lease for `holder` unless another holder's lease is still live.
+    /// Returns the live lease of someone else instead.
+    async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Lease>, StoreError>;
+
+    async fn release_lease(&self, tenant: &TenantId, id: &ConnectionId, holder: &str) -> Result<(), StoreError>;
+
+    async fn sync_info(&self, tenant: &TenantId, id: &ConnectionId) -> Result<SyncInfo, StoreError>;
+
+    /// Moves a source's watermark forward (never back).
+    async fn advance_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// The grant is gone: the connection stops syncing until the merchant authorises again.
+    async fn mark_reauth_required(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Keeps the connection's copy of the token expiry times current after a refresh.
+    async fn update_token_expiry(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        access_expires_at: DateTime<Utc>,
+        refresh_expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Every ACTIVE connection of every tenant, for the scheduler.
+    async fn list_active(&self) -> Result<Vec<Connection>, StoreError>;
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Creates or replaces the task.
+    async fn put(&self, task: &SyncTask) -> Result<(), StoreError>;
+    async fn get(&self, tenant: &TenantId, task_id: &str) -> Result<Option<SyncTask>, StoreError>;
 }

@@ -25,6 +25,8 @@ struct Wire {
     #[serde(default)]
     renewals_used: u32,
     issued_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature_key: Option<String>,
 }
 
 pub fn encode(tokens: &TokenSet) -> String {
@@ -40,6 +42,7 @@ pub fn encode(tokens: &TokenSet) -> String {
         scopes: tokens.scopes.clone(),
         renewals_used: tokens.renewals_used,
         issued_at: tokens.issued_at,
+        signature_key: tokens.signature_key.as_ref().map(|k| k.expose().to_owned()),
     };
     serde_json::to_string(&wire).expect("token JSON always serializes")
 }
@@ -58,6 +61,7 @@ pub fn decode(text: &str) -> Result<TokenSet, StoreError> {
         scopes: wire.scopes,
         renewals_used: wire.renewals_used,
         issued_at: wire.issued_at,
+        signature_key: wire.signature_key.map(Secret::new),
     })
 }
 
@@ -79,6 +83,7 @@ mod tests {
             scopes: vec![],
             renewals_used: 2,
             issued_at: now,
+            signature_key: Some(Secret::new("k")),
         };
         assert_eq!(decode(&encode(&t)).unwrap(), t);
     }

@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ pub enum Fault {
     Delay(Duration),
     /// Answer 200 with a body that is not JSON.
     MalformedJson,
+    /// Answer normally: places a later fault at the k-th request.
+    Pass,
+    /// Answer with the platform's "token expired" error and invalidate the token presented.
+    TokenExpired,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +33,16 @@ pub struct Faults {
     pub old_error_envelope: bool,
     pub latency: Duration,
     pub served: u64,
+    /// Requests served per path.
+    pub per_path: HashMap<String, u64>,
+    /// Lead endpoints: (requests still answered normally, requests then throttled).
+    pub throttle_after: Option<(u64, u64)>,
+    /// Lead endpoints: page number → (HTTP status, times left).
+    pub fail_pages: HashMap<u32, (u16, u32)>,
+    pub enc_phones: bool,
+    pub decrypt_failures: bool,
+    pub duplicate_across_pages: bool,
+    pub insert_while_paging: Option<usize>,
 }
 
 fn is_consent_page(path: &str) -> bool {
@@ -43,13 +57,29 @@ pub async fn apply(State(state): State<Arc<SimState>>, req: Request, next: Next)
     let (fault, latency) = {
         let mut faults = lock(&state.faults);
         faults.served += 1;
+        *faults.per_path.entry(path.clone()).or_default() += 1;
         (faults.queue.pop_front(), faults.latency)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     match fault {
-        None => next.run(req).await,
+        None | Some(Fault::Pass) => next.run(req).await,
+        Some(Fault::TokenExpired) => {
+            let token = req
+                .headers()
+                .get("access-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            {
+                let mut data = state.data();
+                data.douyin_access.remove(&token);
+                data.oceanengine_access.remove(&token);
+                data.client_tokens.retain(|t| t.token != token);
+            }
+            token_expired(&state, &path)
+        }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, "upstream fault injected by the simulator").into_response()
@@ -70,5 +100,18 @@ pub async fn apply(State(state): State<Arc<SimState>>, req: Request, next: Next)
                 super::douyin::error(&state, 28003018, "request rate too high").into_response()
             }
         }
+    }
+}
+
+/// Each platform's way of saying the token presented has expired.
+fn token_expired(state: &SimState, path: &str) -> Response {
+    if path.contains("/open_api/") {
+        super::oceanengine::error(state, 40105, "access token has expired").into_response()
+    } else if path.contains("/crm/") {
+        super::feiyu::fail("access token expired")
+    } else if path.ends_with("/fans/list/") {
+        super::lead_api::openapi_error(state, 2190008, "access_token has expired")
+    } else {
+        super::lead_api::openapi_error(state, 28001008, "access token has expired")
     }
 }

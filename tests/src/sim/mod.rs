@@ -6,11 +6,18 @@
 //! which tests move forward to expire codes and tokens without sleeping.
 
 mod douyin;
+mod fans;
 mod faults;
+mod feiyu;
+mod laike;
+mod lead_api;
+mod leads;
 mod oceanengine;
+mod oe_leads;
 mod params;
 
 pub use faults::Fault;
+pub use leads::{SimLead, SimSource};
 
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
@@ -55,6 +62,8 @@ impl Default for SimApp {
 pub(crate) struct SimState {
     pub app: SimApp,
     offset: Mutex<Duration>,
+    /// Seeded leads end here: half an hour before the simulator started.
+    lead_base: DateTime<Utc>,
     pub data: Mutex<Data>,
     pub faults: Mutex<Faults>,
 }
@@ -72,6 +81,9 @@ pub(crate) struct Data {
     pub oceanengine_refresh: HashMap<String, Issued>,
     /// Whether the app holds Douyin's `renew_refresh_token` permission.
     pub no_renew_permission: bool,
+    pub leads: leads::Book,
+    /// Feiyu accounts by console token.
+    pub feiyu: HashMap<String, feiyu::FeiyuAccount>,
 }
 
 /// A consent the user gave: who, with what scopes, until when the code works.
@@ -127,11 +139,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A running simulator. Dropping it stops the server.
+/// A running simulator. Dropping it stops the server. Lead switches come from [`SimHandle`].
 pub struct Simulator {
     state: Arc<SimState>,
+    handle: SimHandle,
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for Simulator {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
 }
 
 impl Drop for Simulator {
@@ -146,9 +166,11 @@ pub struct SimHandle(Arc<SimState>);
 
 impl SimHandle {
     pub fn new(app: SimApp) -> Self {
+        let now = Utc::now();
         Self(Arc::new(SimState {
             app,
             offset: Mutex::new(Duration::zero()),
+            lead_base: now - Duration::minutes(30) - Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos())),
             data: Mutex::default(),
             faults: Mutex::default(),
         }))
@@ -160,8 +182,97 @@ impl SimHandle {
         Router::new()
             .merge(douyin::routes())
             .merge(oceanengine::routes())
+            .merge(laike::routes())
+            .merge(oe_leads::routes())
+            .merge(feiyu::routes())
+            .merge(fans::routes())
             .layer(axum::middleware::from_fn_with_state(state.clone(), faults::apply))
             .with_state(state)
+    }
+}
+
+/// Lead data and the lead endpoints' fault switches.
+impl SimHandle {
+    /// `count` deterministic leads for (source, account), spread evenly over the `span` before
+    /// the lead base (half an hour before the simulator started). Calling again adds more.
+    pub fn seed_leads(&self, source: SimSource, account: &str, count: usize, span: Duration) {
+        let base = self.0.lead_base;
+        self.0.data().leads.seed(source, account, count, span, base);
+    }
+
+    /// What the platform holds now for (source, account), newest first: what a full pull stores.
+    pub fn leads(&self, source: SimSource, account: &str) -> Vec<SimLead> {
+        self.0.data().leads.all(source, account)
+    }
+
+    /// Late fields and follow-ups: the `n` newest leads get `convert_status`, `app_name` and a new `modify_time`.
+    pub fn change_leads(&self, source: SimSource, account: &str, n: usize) {
+        let now = self.0.now();
+        self.0.data().leads.change(source, account, n, now);
+    }
+
+    /// `n` new leads created 20 minutes ago (inside every source's window).
+    pub fn insert_leads(&self, source: SimSource, account: &str, n: usize) {
+        let at = self.0.now() - Duration::minutes(20);
+        self.0.data().leads.insert(source, account, n, at);
+    }
+
+    pub fn add_feiyu_account(&self, advertiser_id: &str, token: &str, signature_key: &str) {
+        self.0.data().feiyu.insert(
+            token.to_owned(),
+            feiyu::FeiyuAccount {
+                advertiser_id: advertiser_id.to_owned(),
+                signature_key: signature_key.to_owned(),
+            },
+        );
+    }
+
+    /// The next lead request for a page after the first inserts `n` new leads first, once.
+    pub fn insert_while_paging(&self, n: usize) {
+        lock(&self.0.faults).insert_while_paging = Some(n);
+    }
+
+    /// Each page after the first starts with the previous page's last row.
+    pub fn set_duplicate_across_pages(&self, on: bool) {
+        lock(&self.0.faults).duplicate_across_pages = on;
+    }
+
+    /// After `after` more lead requests, the next `count` answer the platform's throttle code.
+    pub fn throttle_after(&self, after: u64, count: u64) {
+        lock(&self.0.faults).throttle_after = (count > 0).then_some((after, count));
+    }
+
+    /// The next `times` requests for page number `page` answer HTTP `status`.
+    pub fn fail_page(&self, page: u32, status: u16, times: u32) {
+        lock(&self.0.faults).fail_pages.insert(page, (status, times));
+    }
+
+    /// 来客 phones come as `Enc.` ciphertexts that only the decrypt endpoint opens.
+    pub fn set_enc_phones(&self, on: bool) {
+        lock(&self.0.faults).enc_phones = on;
+    }
+
+    /// The decrypt endpoint fails every ciphertext.
+    pub fn set_decrypt_failures(&self, on: bool) {
+        lock(&self.0.faults).decrypt_failures = on;
+    }
+
+    /// Every access token and client token issued so far stops working (refresh tokens live on).
+    pub fn expire_access_tokens(&self) {
+        let mut data = self.0.data();
+        data.douyin_access.clear();
+        data.oceanengine_access.clear();
+        data.client_tokens.clear();
+    }
+
+    /// Requests served whose path ends with `suffix`.
+    pub fn requests_to(&self, suffix: &str) -> u64 {
+        lock(&self.0.faults)
+            .per_path
+            .iter()
+            .filter(|(path, _)| path.ends_with(suffix))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -181,7 +292,8 @@ impl Simulator {
             let _ = axum::serve(listener, router).await;
         });
         Self {
-            state: handle.0,
+            state: handle.0.clone(),
+            handle,
             addr,
             task,
         }

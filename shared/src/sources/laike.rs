@@ -1,0 +1,242 @@
+//! 抖音来客 leads: `GET /goodlife/v1/open_api/crm/clue/query/` with the app `client_token` and the
+//! merchant's `account_id` (platform-apis.md §2.2), phones decrypted locally or by the batch
+//! decrypt endpoint (§2.3). A phone that does not decrypt leaves the lead without a phone and
+//! with the reason; the lead itself is always kept.
+
+use super::phone_crypto::{self, ONLINE_PREFIX};
+use super::record::{first_text, form_fields, int, joined, list, text};
+use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
+use crate::clock::Clock;
+use crate::lead::{LeadFields, LeadSource, PlatformLead, normalize_phone};
+use crate::platform::douyin::{self, DouyinClient, Endpoint};
+use crate::platform::http::{PlatformHttp, Replay};
+use crate::platform::{ErrorKind, Platform, PlatformError};
+use crate::secret::Secret;
+use crate::store::AppCredentialsSource;
+use async_trait::async_trait;
+use chrono::Duration;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use url::Url;
+
+/// The decrypt endpoint takes at most 50 ciphertexts per call.
+const DECRYPT_BATCH: usize = 50;
+
+pub struct LaikeSource {
+    pub http: PlatformHttp,
+    pub douyin: DouyinClient,
+    pub credentials: Arc<dyn AppCredentialsSource>,
+    pub clock: Arc<dyn Clock>,
+    pub base_url: Url,
+    pub page_size: u32,
+    pub lag: Duration,
+}
+
+impl LaikeSource {
+    async fn client_token(&self) -> Result<(Secret, Secret), SourceError> {
+        let credentials = self.credentials.app_credentials().await?;
+        let secret = credentials.douyin_client_secret.clone();
+        let token = self.douyin.client_token(&secret, self.clock.now()).await?;
+        Ok((token, secret))
+    }
+
+    async fn decrypt_online(
+        &self,
+        token: &Secret,
+        account_id: &str,
+        ciphertexts: &[String],
+    ) -> Result<HashMap<String, String>, PlatformError> {
+        let url = douyin::join(&self.base_url, "/goodlife/v1/open/common_biz/crypto/decrypt/batch/");
+        let mut plain = HashMap::new();
+        for chunk in ciphertexts.chunks(DECRYPT_BATCH) {
+            let body = json!({"account_id": account_id, "cipher_texts": chunk});
+            let data = self
+                .http
+                .call(
+                    Platform::Douyin,
+                    // Each ciphertext costs daily quota; a lost answer is cheaper to redo than to lose the phones.
+                    Replay::Safe,
+                    |c| c.post(url.clone()).header("access-token", token.expose()).json(&body),
+                    |raw| douyin::decode_envelope(Endpoint::OpenApi, raw),
+                )
+                .await?;
+            for result in list(&data, "results") {
+                let ok = result.get("is_success").and_then(Value::as_bool).unwrap_or(false);
+                if let (true, Some(cipher), Some(text)) = (ok, text(result, "cipher_text"), text(result, "plain_text"))
+                {
+                    plain.insert(cipher, text);
+                }
+            }
+        }
+        Ok(plain)
+    }
+
+    /// Fills each lead's phone from its ciphertext, or records why it could not.
+    async fn decrypt_phones(
+        &self,
+        token: &Secret,
+        secret: &Secret,
+        account_id: &str,
+        leads: &mut [(PlatformLead, Option<String>)],
+    ) -> Result<(), SourceError> {
+        let online: Vec<String> = leads
+            .iter()
+            .filter_map(|(_, c)| c.clone())
+            .filter(|c| c.starts_with(ONLINE_PREFIX))
+            .collect();
+        let (opened, online_error) = if online.is_empty() {
+            (HashMap::new(), None)
+        } else {
+            match self.decrypt_online(token, account_id, &online).await {
+                Ok(map) => (map, None),
+                // A rejected token, or a fault that outlasted the retries, fails the page: it is
+                // pulled again (and its phones decrypted) next run. A refusal (quota, permission)
+                // would refuse again, so the leads are kept without their phones instead.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::AccessTokenInvalid | ErrorKind::Transient | ErrorKind::Throttled
+                    ) =>
+                {
+                    return Err(e.into());
+                }
+                Err(e) => (HashMap::new(), Some(format!("decrypt endpoint failed: {e}"))),
+            }
+        };
+        for (lead, cipher) in leads.iter_mut() {
+            let Some(cipher) = cipher else { continue };
+            let result = if cipher.starts_with(ONLINE_PREFIX) {
+                opened.get(cipher.as_str()).cloned().ok_or_else(|| {
+                    online_error
+                        .clone()
+                        .unwrap_or_else(|| "the decrypt endpoint did not open this phone".to_owned())
+                })
+            } else {
+                phone_crypto::decrypt_local(cipher, secret.expose()).map_err(str::to_owned)
+            };
+            match result.map(|p| normalize_phone(&p)) {
+                Ok(Some(phone)) => lead.fields.phone = Some(phone),
+                Ok(None) => lead.fields.phone_error = Some("decrypted phone is not a number".to_owned()),
+                Err(reason) => lead.fields.phone_error = Some(reason),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Normalizes one `clue_data` record; returns the phone ciphertext beside it.
+pub fn normalize(record: &Value) -> Option<(PlatformLead, Option<String>)> {
+    let clue_id = text(record, "clue_id")?;
+    let cipher = first_text(record, &["telephone", "enc_telephone"]);
+    let fields = LeadFields {
+        name: text(record, "name"),
+        clue_type: "OTHER".to_owned(),
+        advertiser_id: text(record, "advertiser_id"),
+        ad_id: text(record, "ad_id"),
+        promotion_id: text(record, "promotion_id"),
+        store: first_text(record, &["follow_life_account_name", "intention_life_account_name"]),
+        location: joined(record, &["province_name", "city_name", "county_name"]),
+        remark: text(record, "remark"),
+        form_fields: form_fields(record, "remark_dict"),
+        created_at: text(record, "create_time_detail").and_then(|t| parse_platform_time(&t)),
+        modified_at: text(record, "modify_time").and_then(|t| parse_platform_time(&t)),
+        // The numeric enums have no published table; keep the number as text (raw keeps the rest).
+        platform_status: int(record, "effective_state").map(|s| s.to_string()),
+        ..LeadFields::default()
+    };
+    Some((
+        PlatformLead {
+            source: LeadSource::Laike,
+            source_lead_id: clue_id,
+            fields,
+            raw: record.clone(),
+        },
+        cipher,
+    ))
+}
+
+#[async_trait]
+impl SourceClient for LaikeSource {
+    fn source(&self) -> LeadSource {
+        LeadSource::Laike
+    }
+
+    fn platform(&self) -> Platform {
+        Platform::Douyin
+    }
+
+    fn paging(&self) -> Paging {
+        Paging::Windowed {
+            lag: self.lag,
+            max_span: Duration::days(365),
+            page_size: self.page_size,
+        }
+    }
+
+    fn uses_app_token(&self) -> bool {
+        true
+    }
+
+    async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError> {
+        let PageRef::Number(number) = page else {
+            return Err(SourceError::Unusable("来客 leads are paged by number".into()));
+        };
+        let (token, secret) = self.client_token().await?;
+        let result = self.fetch_with(&token, &secret, auth, window, number).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == Some(ErrorKind::AccessTokenInvalid))
+        {
+            // Drop exactly the rejected token, so concurrent pages renew it once between them.
+            self.douyin.forget_client_token(&token).await;
+        }
+        result
+    }
+}
+
+impl LaikeSource {
+    async fn fetch_with(
+        &self,
+        token: &Secret,
+        secret: &Secret,
+        auth: &PullAuth<'_>,
+        window: &Window,
+        number: u32,
+    ) -> Result<Page, SourceError> {
+        let account_id = auth.connection.external_account_id.as_str();
+        let url = douyin::join(&self.base_url, "/goodlife/v1/open_api/crm/clue/query/");
+        let query = [
+            ("account_id", account_id.to_owned()),
+            ("start_time", format_datetime(window.start)),
+            ("end_time", format_datetime(window.end)),
+            ("page", number.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ];
+        let data = self
+            .http
+            .call(
+                Platform::Douyin,
+                Replay::Safe,
+                |c| {
+                    c.get(url.clone())
+                        .header("access-token", token.expose())
+                        .header("content-type", "application/json")
+                        .query(&query)
+                },
+                |raw| douyin::decode_envelope(Endpoint::OpenApi, raw),
+            )
+            .await?;
+        let mut leads: Vec<(PlatformLead, Option<String>)> =
+            list(&data, "clue_data").iter().filter_map(normalize).collect();
+        self.decrypt_phones(token, secret, account_id, &mut leads).await?;
+        let paging = data.get("page").cloned().unwrap_or(Value::Null);
+        let pages = int(&paging, "page_total").map(|p| p.max(0) as u32);
+        Ok(Page {
+            leads: leads.into_iter().map(|(lead, _)| lead).collect(),
+            total: int(&paging, "total").map(|t| t.max(0) as u64),
+            pages,
+            next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! Lead sources: one small adapter per platform API behind one trait. Each pulls one page of a
+//! time window (or of a cursor listing) and returns normalized leads with the raw records.
+//! Facts: platform-apis.md §2–§5.
+
+pub mod fans;
+pub mod feiyu;
+pub mod laike;
+pub mod oceanengine;
+pub mod phone_crypto;
+pub mod record;
+
+use crate::domain::{Connection, TokenSet};
+use crate::lead::{LeadSource, PlatformLead};
+use crate::platform::{ErrorKind, Platform, PlatformError};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// A half-open span of platform creation times, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Window {
+    pub fn span(&self) -> Duration {
+        self.end - self.start
+    }
+
+    /// Two halves, for a window holding more rows than the platform pages through.
+    pub fn split(&self) -> (Window, Window) {
+        let mid = self.start + self.span() / 2;
+        (
+            Window {
+                start: self.start,
+                end: mid,
+            },
+            Window {
+                start: mid,
+                end: self.end,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRef {
+    /// 1-based page number.
+    Number(u32),
+    /// An opaque cursor; the first page is 0.
+    Cursor(i64),
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub leads: Vec<PlatformLead>,
+    /// Rows in the whole window, when the platform says.
+    pub total: Option<u64>,
+    /// Pages in the whole window, when the platform says.
+    pub pages: Option<u32>,
+    pub next: Option<PageRef>,
+}
+
+/// How a source is paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// By creation-time window and page number. `lag`: how far behind now a window must end;
+    /// `max_span`: the longest window the API accepts.
+    Windowed {
+        lag: Duration,
+        max_span: Duration,
+        page_size: u32,
+    },
+    /// A full listing by cursor (no time filter); nothing to window.
+    Cursor { page_size: u32 },
+}
+
+/// What a pull may use: the connection and, for user-token and Feiyu sources, its tokens.
+pub struct PullAuth<'a> {
+    pub connection: &'a Connection,
+    pub tokens: Option<&'a TokenSet>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The connection lacks what this source needs (tokens, an account id).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl SourceError {
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            SourceError::Platform(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait SourceClient: Send + Sync {
+    fn source(&self) -> LeadSource;
+    /// The platform whose rate limit the calls count against.
+    fn platform(&self) -> Platform;
+    fn paging(&self) -> Paging;
+    /// True when calls use the app's token rather than the connection's own.
+    fn uses_app_token(&self) -> bool {
+        false
+    }
+    /// One page. An app-token source drops a token the platform rejected, so a retry gets a new one.
+    async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError>;
+}
+
+/// Every platform writes local times in Beijing time (UTC+8, no daylight saving).
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in Beijing time.
+pub fn format_datetime(at: DateTime<Utc>) -> String {
+    at.with_timezone(&beijing()).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `YYYY-MM-DD` in Beijing time.
+pub fn format_date(at: DateTime<Utc>) -> String {
+    at.with_timezone(&beijing()).format("%Y-%m-%d").to_string()
+}
+
+/// Reads a platform time: `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (Beijing time), or unix
+/// seconds / milliseconds as a number or a string.
+pub fn parse_platform_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        if n <= 0 {
+            return None;
+        }
+        let millis = if n > 100_000_000_000 { n } else { n * 1000 };
+        return Utc.timestamp_millis_opt(millis).single();
+    }
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    beijing()
+        .from_local_datetime(&local)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_times_are_beijing_time() {
+        let t = parse_platform_time("2025-06-01 10:15:30").unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-06-01T02:15:30+00:00");
+        assert_eq!(format_datetime(t), "2025-06-01 10:15:30");
+        assert_eq!(format_date(t), "2025-06-01");
+        assert_eq!(parse_platform_time("1590567259").unwrap().timestamp(), 1_590_567_259);
+        assert_eq!(parse_platform_time("1748752200000").unwrap().timestamp(), 1_748_752_200);
+        assert_eq!(
+            parse_platform_time("2025-06-01").unwrap().to_rfc3339(),
+            "2025-05-31T16:00:00+00:00"
+        );
+        assert_eq!(parse_platform_time(""), None);
+        assert_eq!(parse_platform_time("0"), None);
+    }
+
+    #[test]
+    fn windows_split_in_half() {
+        let start = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+        let w = Window {
+            start,
+            end: start + Duration::hours(10),
+        };
+        let (a, b) = w.split();
+        assert_eq!(
+            (a.start, a.end, b.start, b.end),
+            (start, start + Duration::hours(5), start + Duration::hours(5), w.end)
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Leads in DynamoDB: one item per (tenant, lead id). New leads go out in batches, changed ones
+//! as single updates of the platform fields, unchanged ones not at all.
+//!
+//! Item: `pk = TENANT#<tenant>`, `sk = LEAD#<leadId>`, `fields` (map of the normalized platform
+//! fields), `raw` (the platform record as JSON text), `contentHash`, operator fields (`status`,
+//! `notes`, `version`, `history`), and the index keys `tenant` + `createdKey` (byCreatedAt: newest
+//! first) and `phoneKey` (byPhone: duplicate links).
+
+use super::attr::{Item, from_json, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
+use super::dynamo::tenant_pk;
+use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, UPSERT_BATCH, UpsertReport};
+use crate::domain::{ConnectionId, TenantId};
+use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub const CREATED_INDEX: &str = "byCreatedAt";
+pub const PHONE_INDEX: &str = "byPhone";
+/// BatchWriteItem takes at most 25 requests (moto accepts more; AWS does not).
+const WRITE_BATCH: usize = 25;
+/// Unprocessed items are retried this many times with backoff before the batch counts as failed.
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+
+pub struct DynamoLeadStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLeadStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+pub(crate) fn lead_sk(id: &LeadId) -> String {
+    format!("LEAD#{id}")
+}
+
+/// Sorts as text in time order: zero-padded milliseconds, then the id to break ties.
+pub fn created_key(at: DateTime<Utc>, id: &LeadId) -> String {
+    format!("{:013}#{id}", at.timestamp_millis().max(0))
+}
+
+pub fn phone_key(tenant: &TenantId, phone: &str) -> String {
+    format!("{tenant}#{phone}")
+}
+
+fn key(tenant: &TenantId, id: &LeadId) -> Item {
+    Item::from([
+        ("pk".to_owned(), s(tenant_pk(tenant))),
+        ("sk".to_owned(), s(lead_sk(id))),
+    ])
+}
+
+fn fields_attr(fields: &LeadFields) -> AttributeValue {
+    from_json(&serde_json::to_value(fields).expect("lead fields always serialize"))
+}
+
+async fn backoff(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
+}
+
+fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>, now: DateTime<Utc>) -> Item {
+    let sort_time = lead.fields.created_at.unwrap_or(now);
+    let mut item = key(tenant, &lead.lead_id);
+    item.extend([
+        ("tenant".to_owned(), s(tenant.as_str())),
+        ("createdKey".to_owned(), s(created_key(sort_time, &lead.lead_id))),
+        ("leadId".to_owned(), s(lead.lead_id.as_str())),
+        ("connectionId".to_owned(), s(lead.connection_id.as_str())),
+        ("source".to_owned(), s(lead.source.as_str())),
+        ("sourceLeadId".to_owned(), s(&lead.source_lead_id)),
+        ("fields".to_owned(), fields_attr(&lead.fields)),
+        ("raw".to_owned(), s(lead.raw.to_string())),
+        ("contentHash".to_owned(), s(&lead.content_hash)),
+        ("acquiredAt".to_owned(), time(now)),
+        ("updatedAt".to_owned(), time(now)),
+        ("status".to_owned(), s(LeadStatus::New.as_str())),
+        ("notes".to_owned(), s("")),
+        ("version".to_owned(), n(1)),
+        ("history".to_owned(), AttributeValue::L(Vec::new())),
+    ]);
+    if let Some(phone) = &lead.fields.phone {
+        item.insert("phoneKey".to_owned(), s(phone_key(tenant, phone)));
+    }
+    if let Some(original) = duplicate_of {
+        item.insert("duplicateOf".to_owned(), s(original.as_str()));
+    }
+    item
+}
+
+fn decode(item: &Item) -> Result<StoredLead, StoreError> {
+    let source = get_s(item, "source")?;
+    let status = get_s(item, "status")?;
+    let fields: LeadFields = match item.get("fields") {
+        Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e))?,
+        None => return Err(StoreError::new("decode lead", "attribute fields is missing")),
+    };
+    let history: Vec<HistoryEntry> = match item.get("history") {
+        Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e))?,
+        None => Vec::new(),
+    };
+    let tenant_pk = get_s(item, "pk")?;
+    Ok(StoredLead {
+        lead_id: LeadId::from_stored(get_s(item, "leadId")?),
+        tenant: TenantId::new(tenant_pk.trim_start_matches("TENANT#")),
+        connection_id: ConnectionId::from_stored(get_s(item, "connectionId")?),
+        source: LeadSource::parse(&source)
+            .ok_or_else(|| StoreError::new("decode lead", format!("unknown source {source}")))?,
+        source_lead_id: get_s(item, "sourceLeadId")?,
+        fields,
+        raw: get_opt_s(item, "raw")
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
+        content_hash: get_s(item, "contentHash")?,
+        acquired_at: get_time(item, "acquiredAt")?,
+        updated_at: get_time(item, "updatedAt")?,
+        duplicate_of: get_opt_s(item, "duplicateOf").map(LeadId::from_stored),
+        status: LeadStatus::parse(&status)
+            .ok_or_else(|| StoreError::new("decode lead", format!("unknown status {status}")))?,
+        notes: get_opt_s(item, "notes").unwrap_or_default(),
+        version: get_n(item, "version").unwrap_or(1).max(0) as u64,
+        history,
+    })
+}
+
+impl DynamoLeadStore {
+    /// The stored content hash of each lead that exists, in one BatchGetItem (≤ 100 keys).
+    async fn existing_hashes(&self, tenant: &TenantId, ids: &[&LeadId]) -> Result<HashMap<String, String>, StoreError> {
+        let mut found = HashMap::new();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let keys: Vec<Item> = ids.iter().map(|id| key(tenant, id)).collect();
+        let mut pending = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("leadId, contentHash")
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::new("batch get leads", e))?,
+        );
+        let mut attempt = 0;
+        while let Some(request) = pending.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| sdk_error("batch get leads", e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                found.insert(get_s(&item, "leadId")?, get_s(&item, "contentHash")?);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys().is_empty());
+            if pending.is_some() {
+                attempt += 1;
+                if attempt >= UNPROCESSED_ATTEMPTS {
+                    return Err(StoreError::new(
+                        "batch get leads",
+                        "keys stayed unprocessed (throttled)",
+                    ));
+                }
+                backoff(attempt).await;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The earliest stored lead of the tenant with this phone.
+    async fn first_with_phone(&self, tenant: &TenantId, phone: &str) -> Result<Option<LeadId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PHONE_INDEX)
+            .key_condition_expression("phoneKey = :p")
+            .expression_attribute_values(":p", s(phone_key(tenant, phone)))
+            .scan_index_forward(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| sdk_error("find lead by phone", e))?;
+        Ok(out
+            .items()
+            .first()
+            .and_then(|item| get_opt_s(item, "sk"))
+            .map(|sk| LeadId::from_stored(sk.trim_start_matches("LEAD#"))))
+    }
+
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(WRITE_BATCH) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .expect("item is set");
+                    WriteRequest::builder().put_request(put).build()
+                })
+                .collect();
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("batch write leads", e))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    if attempt >= UNPROCESSED_ATTEMPTS {
+                        return Err(StoreError::new(
+                            "batch write leads",
+                            "items stayed unprocessed (throttled)",
+                        ));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_platform_fields(
+        &self,
+        tenant: &TenantId,
+        lead: &LeadRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, &lead.lead_id)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":fields", fields_attr(&lead.fields))
+            .expression_attribute_values(":raw", s(lead.raw.to_string()))
+            .expression_attribute_values(":hash", s(&lead.content_hash))
+            .expression_attribute_values(":now", time(now));
+        let mut sets = "SET #fields = :fields, #raw = :raw, contentHash = :hash, updatedAt = :now".to_owned();
+        if let Some(created) = lead.fields.created_at {
+            sets.push_str(", createdKey = :created");
+            update = update.expression_attribute_values(":created", s(created_key(created, &lead.lead_id)));
+        }
+        // A phone that arrives late (a decryption that failed before) joins the phone index.
+        let expression = match &lead.fields.phone {
+            Some(phone) => {
+                update = update.expression_attribute_values(":phone", s(phone_key(tenant, phone)));
+                format!("{sets}, phoneKey = :phone")
+            }
+            None => sets,
+        };
+        update
+            .update_expression(expression)
+            .expression_attribute_names("#fields", "fields")
+            .expression_attribute_names("#raw", "raw")
+            .send()
+            .await
+            .map_err(|e| sdk_error("update lead", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LeadStore for DynamoLeadStore {
+    async fn upsert(
+        &self,
+        tenant: &TenantId,
+        leads: &[LeadRecord],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertReport, StoreError> {
+        assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
+        let ids: Vec<&LeadId> = leads.iter().map(|l| &l.lead_id).collect();
+        let existing = self.existing_hashes(tenant, &ids).await?;
+        let mut report = UpsertReport::default();
+        let mut fresh = Vec::new();
+        // Per phone: the lead new ones link to (an earlier stored one, else the first in this batch).
+        let mut originals: HashMap<String, Option<LeadId>> = HashMap::new();
+        for lead in leads {
+            match existing.get(lead.lead_id.as_str()) {
+                Some(hash) if *hash == lead.content_hash => report.unchanged += 1,
+                Some(_) => {
+                    self.update_platform_fields(tenant, lead, now).await?;
+                    report.updated += 1;
+                }
+                None => {
+                    let mut duplicate_of = None;
+                    if let Some(phone) = &lead.fields.phone {
+                        if !originals.contains_key(phone) {
+                            let stored = self.first_with_phone(tenant, phone).await?;
+                            originals.insert(phone.clone(), stored);
+                        }
+                        let original = originals.get_mut(phone).expect("inserted above");
+                        match original {
+                            Some(first) => duplicate_of = Some(first.clone()),
+                            None => *original = Some(lead.lead_id.clone()),
+                        }
+                    }
+                    report.duplicates += u64::from(duplicate_of.is_some());
+                    fresh.push(new_item(tenant, lead, duplicate_of.as_ref(), now));
+                    report.created += 1;
+                }
+            }
+        }
+        self.put_batch(fresh).await?;
+        Ok(report)
+    }
+
+    async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, lead_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("get lead", e))?;
+        out.item.as_ref().map(decode).transpose()
+    }
+
+    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
+        let mut leads = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(CREATED_INDEX)
+                .key_condition_expression("tenant = :t")
+                .expression_attribute_values(":t", s(tenant.as_str()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("list leads", e))?;
+            for item in out.items() {
+                leads.push(decode(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(leads),
+            }
+        }
+    }
+
+    async fn update_operator_fields(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        change: &OperatorChange,
+    ) -> Result<StoredLead, LeadUpdateError> {
+        let history = serde_json::to_value(&change.history).map_err(|e| StoreError::new("encode history", e))?;
+        let mut sets = vec![
+            "#version = #version + :one",
+            "updatedAt = :now",
+            "history = list_append(history, :entries)",
+        ];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, lead_id)))
+            // RAW, STATUS and friends are reserved words in expressions; names go through aliases.
+            .condition_expression("attribute_exists(pk) AND #version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", time(change.at))
+            .expression_attribute_values(":entries", from_json(&history))
+            .expression_attribute_values(":expected", n(change.expected_version as i64))
+            .return_values(ReturnValue::AllNew);
+        if let Some(status) = change.status {
+            sets.push("#status = :status");
+            update = update
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        if let Some(notes) = &change.notes {
+            sets.push("notes = :notes");
+            update = update.expression_attribute_values(":notes", s(notes));
+        }
+        match update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(decode(&out.attributes.unwrap_or_default())?),
+            Err(e) if super::attr::is_condition_failed(&e) => match self.get(tenant, lead_id).await? {
+                None => Err(LeadUpdateError::NotFound),
+                Some(current) => Err(LeadUpdateError::VersionConflict {
+                    current: current.version,
+                }),
+            },
+            Err(e) => Err(sdk_error("update lead", e).into()),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Sync tasks: the record of one run of one connection, kept for a while (TTL) so operators and
+//! the frontend can see what a sync did.
+
+use crate::domain::{ConnectionId, TenantId};
+use crate::lead::LeadSource;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Strategy {
+    /// From the watermark (minus the overlap) to now.
+    Incremental,
+    /// The whole backfill span again, ignoring the watermark.
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Completed,
+    /// Some sources or windows failed, or the run stopped at its deadline; the rest is pulled next run.
+    Partial,
+    Failed,
+    /// Another run held the connection, or it was not active: nothing was pulled.
+    Skipped,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskStatus::Pending | TaskStatus::Processing)
+    }
+}
+
+/// What one source did in one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceCounts {
+    /// Distinct leads received.
+    pub fetched: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// New leads linked to an earlier lead with the same phone.
+    pub duplicates: u64,
+    /// Pages that still failed after retries (their windows are pulled again next run).
+    pub failed: u64,
+}
+
+impl SourceCounts {
+    pub fn add(&mut self, other: &SourceCounts) {
+        self.fetched += other.fetched;
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.duplicates += other.duplicates;
+        self.failed += other.failed;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncTask {
+    pub task_id: String,
+    pub tenant: TenantId,
+    pub connection_id: ConnectionId,
+    pub trigger: Trigger,
+    pub strategy: Strategy,
+    pub status: TaskStatus,
+    #[serde(default)]
+    pub sources: BTreeMap<LeadSource, SourceCounts>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// After this the task may disappear (DynamoDB TTL).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SyncTask {
+    pub fn new(
+        task_id: String,
+        tenant: TenantId,
+        connection_id: ConnectionId,
+        trigger: Trigger,
+        strategy: Strategy,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Self {
+        Self {
+            task_id,
+            tenant,
+            connection_id,
+            trigger,
+            strategy,
+            status: TaskStatus::Pending,
+            sources: BTreeMap::new(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            expires_at: now + ttl,
+        }
+    }
+
+    pub fn totals(&self) -> SourceCounts {
+        let mut total = SourceCounts::default();
+        for counts in self.sources.values() {
+            total.add(counts);
+        }
+        total
+    }
+}
+
+/// A random task id: `t_` and 128 bits of hex.
+pub fn new_task_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("OS randomness is available");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t_{hex}")
+}

@@ -1,0 +1,479 @@
+//! Lead sync against moto and the simulator: every source stores exactly the platform's leads,
+//! an unchanged re-pull writes nothing, late changes keep the operator's work, and every fault
+//! ends, after one more run, with the same leads as a clean run.
+
+use chrono::Duration;
+use devkit::connections::{bind_laike, connect_oauth, register_feiyu};
+use devkit::sim::{Fault, SimSource};
+use devkit::sync_harness::SyncHarness;
+use shared::domain::{Connection, ConnectionStatus, Provider, TenantId};
+use shared::lead::{HistoryEntry, LeadSource, LeadStatus, StoredLead};
+use shared::store::OperatorChange;
+use shared::sync::{SkipReason, SyncOutcome, SyncRequest};
+use shared::task::{Strategy, TaskStatus, Trigger};
+use std::collections::BTreeMap;
+
+const SPAN_DAYS: i64 = 20;
+
+fn tenant() -> TenantId {
+    TenantId::new(devkit::moto::unique("tenant"))
+}
+
+fn account(prefix: &str) -> String {
+    // Numeric-looking, unique per test: Ocean Engine and Feiyu ids are digits.
+    let unique = devkit::moto::unique("x");
+    let digits: String = unique
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .map(|b| char::from(b'0' + b % 10))
+        .collect();
+    format!("{prefix}{digits}")
+}
+
+/// A connection of `source`'s kind with `count` simulated leads.
+async fn connected(h: &SyncHarness, tenant: &TenantId, source: SimSource, count: usize) -> (Connection, String) {
+    let span = Duration::days(SPAN_DAYS);
+    match source {
+        SimSource::Laike => {
+            let id = account("73");
+            h.sim.seed_leads(source, &id, count, span);
+            (bind_laike(&h.config, &h.stores, tenant, &id).await, id)
+        }
+        SimSource::OceanEngineClue | SimSource::OceanEngineLife => {
+            let id = account("17");
+            h.sim.seed_leads(source, &id, count, span);
+            (
+                connect_oauth(&h.config, &h.stores, tenant, Provider::OceanEngine, &id).await,
+                id,
+            )
+        }
+        SimSource::Feiyu => {
+            let id = account("16");
+            let (token, key) = (format!("token{id}"), format!("key{id}"));
+            h.sim.add_feiyu_account(&id, &token, &key);
+            h.sim.seed_leads(source, &id, count, span);
+            (
+                register_feiyu(&h.config, &h.stores, tenant, &id, &token, &key).await,
+                id,
+            )
+        }
+        SimSource::Fans => {
+            let id = format!("open-{}", account(""));
+            h.sim.seed_leads(source, &id, count, span);
+            (
+                connect_oauth(&h.config, &h.stores, tenant, Provider::Douyin, &id).await,
+                id,
+            )
+        }
+    }
+}
+
+fn lead_source(source: SimSource) -> LeadSource {
+    match source {
+        SimSource::Laike => LeadSource::Laike,
+        SimSource::OceanEngineClue => LeadSource::OceanEngineClue,
+        SimSource::OceanEngineLife => LeadSource::OceanEngineLife,
+        SimSource::Feiyu => LeadSource::Feiyu,
+        SimSource::Fans => LeadSource::DouyinFans,
+    }
+}
+
+async fn stored(h: &SyncHarness, tenant: &TenantId, source: SimSource) -> Vec<StoredLead> {
+    let all = h.stores.leads.list_all(tenant).await.expect("list leads");
+    all.into_iter().filter(|l| l.source == lead_source(source)).collect()
+}
+
+/// The stored leads are exactly the simulator's: same ids, no duplicates, same phones.
+async fn assert_exactly_the_platforms_leads(h: &SyncHarness, tenant: &TenantId, source: SimSource, account: &str) {
+    let expected: BTreeMap<String, Option<String>> = h
+        .sim
+        .leads(source, account)
+        .into_iter()
+        .map(|l| (l.clue_id, (source != SimSource::Fans).then_some(l.phone)))
+        .collect();
+    let leads = stored(h, tenant, source).await;
+    let got: BTreeMap<String, Option<String>> = leads
+        .iter()
+        .map(|l| (l.source_lead_id.clone(), l.fields.phone.clone()))
+        .collect();
+    assert_eq!(got.len(), leads.len(), "{source:?}: one item per lead");
+    let missing: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).collect();
+    let extra: Vec<_> = got.iter().filter(|(k, _)| !expected.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{source:?}: stored leads and phones must match the platform; missing or different {missing:?}, extra {extra:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_source_stores_exactly_its_leads_and_an_unchanged_repull_writes_nothing() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let engine = h.engine();
+    let t = tenant();
+    for (source, count) in [
+        (SimSource::Laike, 230),
+        (SimSource::OceanEngineClue, 180),
+        (SimSource::Feiyu, 120),
+        (SimSource::Fans, 70),
+    ] {
+        let (connection, account) = connected(&h, &t, source, count).await;
+        if source == SimSource::OceanEngineClue {
+            h.sim
+                .seed_leads(SimSource::OceanEngineLife, &account, 60, Duration::days(SPAN_DAYS));
+        }
+        let first = h.sync(&engine, &connection).await;
+        assert_eq!(first.status, TaskStatus::Completed, "{source:?}: {:?}", first.error);
+        let life = if source == SimSource::OceanEngineClue { 60 } else { 0 };
+        assert_eq!(
+            first.totals().created,
+            (count + life) as u64,
+            "{source:?}: every lead created once"
+        );
+        assert_exactly_the_platforms_leads(&h, &t, source, &account).await;
+        if source == SimSource::OceanEngineClue {
+            assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineLife, &account).await;
+            assert_eq!(first.sources.len(), 2, "both Ocean Engine sources ran");
+        }
+
+        h.counter.reset();
+        let second = h.sync(&engine, &connection).await;
+        assert_eq!(second.status, TaskStatus::Completed);
+        assert_eq!((second.totals().created, second.totals().updated), (0, 0), "{source:?}");
+        assert_eq!(
+            h.counter.writes_to(h.leads_table()),
+            0,
+            "{source:?}: an unchanged re-pull writes nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn late_changes_update_platform_fields_and_keep_the_operators_work() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 50).await;
+    h.sync(&engine, &connection).await;
+    h.sim.insert_leads(SimSource::OceanEngineClue, &account, 3);
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(task.totals().created, 3);
+
+    let newest = stored(&h, &t, SimSource::OceanEngineClue).await.remove(0);
+    assert_eq!(newest.fields.channel, None, "app_name arrives late");
+    let change = OperatorChange {
+        status: Some(LeadStatus::Contacted),
+        notes: Some("回访过".into()),
+        expected_version: newest.version,
+        history: vec![HistoryEntry {
+            at: chrono::Utc::now(),
+            actor: "sales".into(),
+            action: "STATUS".into(),
+            from: Some("NEW".into()),
+            to: Some("CONTACTED".into()),
+        }],
+        at: chrono::Utc::now(),
+    };
+    h.stores
+        .leads
+        .update_operator_fields(&t, &newest.lead_id, &change)
+        .await
+        .expect("operator works the lead");
+
+    h.sim.change_leads(SimSource::OceanEngineClue, &account, 3);
+    h.counter.reset();
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!((task.totals().updated, task.totals().created), (3, 0));
+    assert_eq!(h.counter.writes_to(h.leads_table()), 3, "one write per changed lead");
+    let after = h.stores.leads.get(&t, &newest.lead_id).await.unwrap().unwrap();
+    assert!(
+        after.fields.channel.is_some() && after.fields.platform_status.is_some(),
+        "late fields stored"
+    );
+    assert_eq!(
+        (after.status, after.notes.as_str(), after.version),
+        (LeadStatus::Contacted, "回访过", 2)
+    );
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+}
+
+/// One scenario per fault: the faulty run, then a clean one, end with exactly the platform's leads.
+#[tokio::test]
+async fn every_fault_ends_with_the_same_leads_as_a_clean_run() {
+    let h = SyncHarness::on_moto(&[("HTTP_TIMEOUT_MS", "300"), ("SYNC_PAGE_SIZE", "20")]).await;
+    let engine = h.engine();
+    type Arrange = fn(&SyncHarness);
+    let scenarios: Vec<(&str, SimSource, Arrange)> = vec![
+        // Each fault outlasts the client's three attempts once, so exactly one page fails.
+        ("5xx on page 3", SimSource::OceanEngineClue, |h| {
+            h.sim.fail_page(3, 502, 3)
+        }),
+        ("throttled after 2 requests", SimSource::Laike, |h| {
+            h.sim.throttle_after(2, 3)
+        }),
+        ("timeouts", SimSource::Feiyu, |h| {
+            h.sim.push_faults([Fault::Pass]);
+            h.sim
+                .push_faults(vec![Fault::Delay(std::time::Duration::from_millis(600)); 3]);
+        }),
+        ("bad JSON", SimSource::OceanEngineLife, |h| {
+            h.sim.push_faults([
+                Fault::Pass,
+                Fault::MalformedJson,
+                Fault::MalformedJson,
+                Fault::MalformedJson,
+            ])
+        }),
+        ("token expiry mid-sync", SimSource::OceanEngineClue, |h| {
+            h.sim.push_faults([Fault::Pass, Fault::Pass, Fault::TokenExpired])
+        }),
+        ("client token expiry mid-sync", SimSource::Laike, |h| {
+            h.sim.push_faults([Fault::Pass, Fault::Pass, Fault::TokenExpired])
+        }),
+        ("fans token expiry mid-sync", SimSource::Fans, |h| {
+            h.sim.push_faults([Fault::Pass, Fault::Pass, Fault::TokenExpired])
+        }),
+        ("leads inserted while paging", SimSource::Laike, |h| {
+            h.sim.insert_while_paging(4)
+        }),
+        ("duplicates across pages", SimSource::Feiyu, |h| {
+            h.sim.set_duplicate_across_pages(true)
+        }),
+        ("Enc. phones", SimSource::Laike, |h| h.sim.set_enc_phones(true)),
+        ("string numbers", SimSource::OceanEngineClue, |h| {
+            h.sim.set_string_numbers(true)
+        }),
+    ];
+    for (name, source, arrange) in scenarios {
+        eprintln!("scenario: {name}");
+        let t = tenant();
+        let (connection, account) = connected(&h, &t, source, 110).await;
+        arrange(&h);
+        let faulty = h.sync(&engine, &connection).await;
+        h.sim.set_duplicate_across_pages(false);
+        h.sim.set_string_numbers(false);
+        let clean = h.sync(&engine, &connection).await;
+        h.sim.set_enc_phones(false);
+        assert_eq!(
+            clean.status,
+            TaskStatus::Completed,
+            "{name}: {:?} then {:?}",
+            faulty.error,
+            clean.error
+        );
+        assert_exactly_the_platforms_leads(&h, &t, source, &account).await;
+        assert_eq!(
+            h.stores
+                .connections
+                .get(&t, &connection.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            ConnectionStatus::Active,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_page_holds_the_watermark_and_its_leads_come_next_run() {
+    let h = SyncHarness::on_moto(&[("SYNC_PAGE_SIZE", "10"), ("OCEANENGINE_LEAD_SOURCES", "clue")]).await;
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 60).await;
+    h.sim.fail_page(4, 500, 100);
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(task.status, TaskStatus::Failed, "the only source failed");
+    assert!(task.sources[&LeadSource::OceanEngineClue].failed >= 1);
+    let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
+    assert!(
+        info.watermarks.get(&LeadSource::OceanEngineClue).is_none(),
+        "the watermark did not pass the failed page"
+    );
+    assert!(info.last_error.is_some());
+    h.sim.fail_page(4, 500, 0);
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+    assert!(
+        h.stores
+            .ledger
+            .sync_info(&t, &connection.id)
+            .await
+            .unwrap()
+            .watermarks
+            .contains_key(&LeadSource::OceanEngineClue)
+    );
+}
+
+#[tokio::test]
+async fn a_decrypt_failure_keeps_the_lead_without_its_phone() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::Laike, 30).await;
+    h.sim.set_enc_phones(true);
+    h.sim.set_decrypt_failures(true);
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(task.totals().created, 30);
+    let leads = stored(&h, &t, SimSource::Laike).await;
+    assert!(
+        leads
+            .iter()
+            .all(|l| l.fields.phone.is_none() && l.fields.phone_error.is_some())
+    );
+    h.sim.set_decrypt_failures(false);
+    let task = h.sync_with(&engine, &connection, Strategy::Full).await;
+    assert_eq!(task.totals().updated, 30, "phones arrive once decryption works");
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::Laike, &account).await;
+}
+
+#[tokio::test]
+async fn leads_with_one_phone_are_linked_not_merged() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let t = tenant();
+    let (connection, _) = connected(&h, &t, SimSource::Feiyu, 40).await;
+    h.sync(&h.engine(), &connection).await;
+    let leads = stored(&h, &t, SimSource::Feiyu).await;
+    assert_eq!(leads.len(), 40, "nothing merged or dropped");
+    let linked: Vec<&StoredLead> = leads.iter().filter(|l| l.duplicate_of.is_some()).collect();
+    assert!(!linked.is_empty(), "the simulator repeats phones");
+    for dup in linked {
+        let original = leads
+            .iter()
+            .find(|l| Some(&l.lead_id) == dup.duplicate_of.as_ref())
+            .expect("links a stored lead");
+        assert_eq!(original.fields.phone, dup.fields.phone);
+        assert!(original.duplicate_of.is_none(), "links point at the first lead");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_marks_only_that_connection() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let t = tenant();
+    let (doomed, _) = connected(&h, &t, SimSource::Fans, 10).await;
+    let (healthy, healthy_account) = connected(&h, &t, SimSource::Fans, 15).await;
+    let mut tokens = h.stores.vault.get_tokens(&doomed.secret_id).await.unwrap().unwrap();
+    tokens.refresh_expires_at = chrono::Utc::now() - Duration::hours(1);
+    tokens.access_expires_at = chrono::Utc::now() - Duration::hours(2);
+    h.stores.vault.put_tokens(&doomed.secret_id, &tokens).await.unwrap();
+
+    let report = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert!(report.due >= 2);
+    let doomed_now = h.stores.connections.get(&t, &doomed.id).await.unwrap().unwrap();
+    assert_eq!(doomed_now.status, ConnectionStatus::ReauthRequired);
+    let info = h.stores.ledger.sync_info(&t, &doomed.id).await.unwrap();
+    assert!(
+        info.last_error.unwrap().contains("refresh token"),
+        "the reason is visible"
+    );
+    assert_eq!(
+        h.stores.connections.get(&t, &healthy.id).await.unwrap().unwrap().status,
+        ConnectionStatus::Active
+    );
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::Fans, &healthy_account).await;
+
+    let again = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert_eq!(
+        again.due,
+        report.due - 1,
+        "a connection that needs re-authorisation is no longer scheduled"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_one_connection_do_not_double_write() {
+    let h = SyncHarness::on_moto(&[("SYNC_PAGE_SIZE", "20")]).await;
+    h.sim.set_latency(std::time::Duration::from_millis(30));
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 100).await;
+    let request = || SyncRequest {
+        tenant: t.clone(),
+        connection_id: connection.id.clone(),
+        task_id: None,
+        trigger: Trigger::Schedule,
+        strategy: Strategy::Incremental,
+    };
+    h.counter.reset();
+    let (a, b) = tokio::join!(engine.run(request(), None), engine.run(request(), None));
+    let outcomes = [a.unwrap(), b.unwrap()];
+    let ran = outcomes.iter().filter(|o| matches!(o, SyncOutcome::Ran(_))).count();
+    let skipped = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                SyncOutcome::Skipped {
+                    reason: SkipReason::AlreadyRunning { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!((ran, skipped), (1, 1), "the second run sees the lease and says so");
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+    assert_eq!(
+        h.counter.writes_to(h.leads_table()),
+        5,
+        "one batch write per page of 20 new leads"
+    );
+}
+
+#[tokio::test]
+async fn a_run_stops_before_its_deadline_and_the_next_finishes() {
+    let h = SyncHarness::on_moto(&[("SYNC_DEADLINE_MARGIN_SECS", "1"), ("SYNC_PAGE_SIZE", "10")]).await;
+    h.sim.set_latency(std::time::Duration::from_millis(100));
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::Feiyu, 200).await;
+    let request = SyncRequest {
+        tenant: t.clone(),
+        connection_id: connection.id.clone(),
+        task_id: None,
+        trigger: Trigger::Schedule,
+        strategy: Strategy::Incremental,
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1800);
+    let SyncOutcome::Ran(task) = engine.run(request, Some(deadline)).await.unwrap() else {
+        panic!("ran")
+    };
+    assert_eq!(task.status, TaskStatus::Partial, "{:?}", task.error);
+    assert!(task.totals().created < 200, "it stopped early");
+    h.sim.set_latency(std::time::Duration::ZERO);
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::Feiyu, &account).await;
+}
+
+#[tokio::test]
+async fn a_replayed_request_for_a_finished_task_does_nothing() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let engine = h.engine();
+    let t = tenant();
+    let (connection, _) = connected(&h, &t, SimSource::Laike, 20).await;
+    let request = SyncRequest {
+        tenant: t.clone(),
+        connection_id: connection.id.clone(),
+        task_id: Some(shared::task::new_task_id()),
+        trigger: Trigger::Manual,
+        strategy: Strategy::Full,
+    };
+    let SyncOutcome::Ran(task) = engine.run(request.clone(), None).await.unwrap() else {
+        panic!("ran")
+    };
+    assert_eq!(task.status, TaskStatus::Completed);
+    let stored_task = h.stores.tasks.get(&t, &task.task_id).await.unwrap().unwrap();
+    assert_eq!(stored_task.sources[&LeadSource::Laike].created, 20);
+    h.counter.reset();
+    let replay = engine.run(request, None).await.unwrap();
+    assert!(matches!(
+        replay,
+        SyncOutcome::Skipped {
+            reason: SkipReason::TaskAlreadyFinished,
+            ..
+        }
+    ));
+    assert_eq!(h.counter.writes_to(h.leads_table()), 0);
+}
