@@ -199,7 +199,8 @@ async fn late_changes_update_platform_fields_and_keep_the_operators_work() {
 /// One scenario per fault: the faulty run, then a clean one, end with exactly the platform's leads.
 #[tokio::test]
 async fn every_fault_ends_with_the_same_leads_as_a_clean_run() {
-    let h = SyncHarness::on_moto(&[("HTTP_TIMEOUT_MS", "300"), ("SYNC_PAGE_SIZE", "20")]).await;
+    // The timeout leaves room for a loaded CI machine; the injected delay outlasts it.
+    let h = SyncHarness::on_moto(&[("HTTP_TIMEOUT_MS", "1000"), ("SYNC_PAGE_SIZE", "20")]).await;
     let engine = h.engine();
     type Arrange = fn(&SyncHarness);
     let scenarios: Vec<(&str, SimSource, Arrange)> = vec![
@@ -287,7 +288,7 @@ async fn a_failed_page_holds_the_watermark_and_its_leads_come_next_run() {
     assert!(task.sources[&LeadSource::OceanEngineClue].failed >= 1);
     let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
     assert!(
-        info.watermarks.get(&LeadSource::OceanEngineClue).is_none(),
+        !info.watermarks.contains_key(&LeadSource::OceanEngineClue),
         "the watermark did not pass the failed page"
     );
     assert!(info.last_error.is_some());
@@ -476,4 +477,126 @@ async fn a_replayed_request_for_a_finished_task_does_nothing() {
         }
     ));
     assert_eq!(h.counter.writes_to(h.leads_table()), 0);
+}
+
+/// A vault that fails writes before they land a set number of times, or lets one write land and
+/// then "crashes": that write and every later one fail, as for a process that died mid-call.
+struct FlakyVault {
+    inner: std::sync::Arc<dyn shared::store::TokenVault>,
+    crash_after_write: std::sync::atomic::AtomicU32,
+    fail_before_write: std::sync::atomic::AtomicU32,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
+    counter
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+}
+
+#[async_trait::async_trait]
+impl shared::store::TokenVault for FlakyVault {
+    async fn put_tokens(&self, id: &str, tokens: &shared::domain::TokenSet) -> Result<(), shared::store::StoreError> {
+        if take_one(&self.fail_before_write) || self.dead.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(shared::store::StoreError::new(
+                "put connection secret",
+                "injected: write refused",
+            ));
+        }
+        self.inner.put_tokens(id, tokens).await?;
+        if take_one(&self.crash_after_write) {
+            self.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(shared::store::StoreError::new(
+                "put connection secret",
+                "injected: crashed after the write",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn get_tokens(&self, id: &str) -> Result<Option<shared::domain::TokenSet>, shared::store::StoreError> {
+        self.inner.get_tokens(id).await
+    }
+}
+
+#[tokio::test]
+async fn the_rotated_oceanengine_refresh_token_survives_a_crash_between_refresh_and_store() {
+    // Refresh on every run: the access token lives one day, this asks for two days of headroom.
+    let h = SyncHarness::on_moto(&[
+        ("TOKEN_REFRESH_AHEAD_SECS", "172800"),
+        ("OCEANENGINE_LEAD_SOURCES", "clue"),
+    ])
+    .await;
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 30).await;
+    let before = h.stores.vault.get_tokens(&connection.secret_id).await.unwrap().unwrap();
+    let flaky = |crash: u32, fail: u32| {
+        let mut stores = h.stores.sync();
+        stores.vault = std::sync::Arc::new(FlakyVault {
+            inner: h.stores.vault.clone(),
+            crash_after_write: crash.into(),
+            fail_before_write: fail.into(),
+            dead: false.into(),
+        });
+        h.engine_with(stores)
+    };
+
+    // The process dies right after the rotated pair is written: the run fails, the vault kept it.
+    let request = SyncRequest {
+        tenant: t.clone(),
+        connection_id: connection.id.clone(),
+        task_id: None,
+        trigger: Trigger::Schedule,
+        strategy: Strategy::Incremental,
+    };
+    assert!(
+        flaky(1, 0).run(request.clone(), None).await.is_err(),
+        "the crashed run reports failure"
+    );
+    let rotated = h.stores.vault.get_tokens(&connection.secret_id).await.unwrap().unwrap();
+    assert_ne!(
+        rotated.refresh_token, before.refresh_token,
+        "the rotated refresh token was stored first"
+    );
+    assert!(
+        !h.sim.oceanengine_refresh_token_valid(before.refresh_token.expose()),
+        "the old one is dead"
+    );
+    assert!(h.sim.oceanengine_refresh_token_valid(rotated.refresh_token.expose()));
+    let aws = h.aws.as_ref().unwrap();
+    let previous = aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&connection.secret_id)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+        .expect("the previous version is kept");
+    assert!(
+        previous
+            .secret_string()
+            .unwrap()
+            .contains(before.refresh_token.expose())
+    );
+
+    // Writes refused twice before landing: retried within the run, which then completes.
+    let task = h.sync(&flaky(0, 2), &connection).await;
+    assert_eq!(task.status, TaskStatus::Completed, "{:?}", task.error);
+    let stored = h.stores.vault.get_tokens(&connection.secret_id).await.unwrap().unwrap();
+    assert!(h.sim.oceanengine_refresh_token_valid(stored.refresh_token.expose()));
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+    assert_eq!(
+        h.stores
+            .connections
+            .get(&t, &connection.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ConnectionStatus::Active
+    );
 }

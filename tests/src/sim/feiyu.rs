@@ -71,7 +71,7 @@ async fn pull_clues(State(state): State<S>, RawQuery(raw): RawQuery, headers: He
         .and_then(|v| v.parse().ok())
         .unwrap_or(10)
         .clamp(1, 100);
-    if let Err(fault) = gate(&state, SimSource::Feiyu, &account.advertiser_id, page) {
+    if let Some(fault) = gate(&state, SimSource::Feiyu, &account.advertiser_id, page) {
         return fault;
     }
     let all = state

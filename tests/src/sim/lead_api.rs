@@ -87,9 +87,9 @@ fn throttled(state: &SimState, source: SimSource) -> Response {
     }
 }
 
-/// Applies the lead-endpoint switches to a request for `page` of (source, account); `Err` is
+/// Applies the lead-endpoint switches to a request for `page` of (source, account); `Some` is
 /// the answer to send instead.
-pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Result<(), Response> {
+pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Option<Response> {
     let mut insert = 0;
     {
         let mut f = lock(&state.faults);
@@ -99,7 +99,7 @@ pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Re
             } else if count > 0 {
                 f.throttle_after = (count > 1).then_some((0, count - 1));
                 drop(f);
-                return Err(throttled(state, source));
+                return Some(throttled(state, source));
             }
         }
         if let Some((status, times)) = f.fail_pages.get_mut(&page)
@@ -107,7 +107,7 @@ pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Re
         {
             *times -= 1;
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Err((status, "page fault injected by the simulator").into_response());
+            return Some((status, "page fault injected by the simulator").into_response());
         }
         if page >= 2
             && let Some(n) = f.insert_while_paging.take()
@@ -119,5 +119,5 @@ pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Re
         let at = state.now() - chrono::Duration::minutes(20);
         state.data().leads.insert(source, account, insert, at);
     }
-    Ok(())
+    None
 }

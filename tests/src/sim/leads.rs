@@ -97,7 +97,7 @@ impl Book {
     /// The `n` newest leads get their late fields and a new modify time.
     pub fn change(&mut self, source: SimSource, account: &str, n: usize, now: DateTime<Utc>) {
         let mut leads = self.list(source, account).iter_mut().collect::<Vec<_>>();
-        leads.sort_by(|a, b| b.create_time.cmp(&a.create_time));
+        leads.sort_by_key(|l| std::cmp::Reverse(l.create_time));
         for lead in leads.into_iter().take(n) {
             lead.modify_time = now;
             lead.convert_status = "合法转化".to_owned();

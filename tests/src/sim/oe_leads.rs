@@ -73,29 +73,41 @@ fn read(
     ids_key: &str,
     max_ids: usize,
     source: SimSource,
-) -> Result<Query, Response> {
+) -> Result<Query, Box<Response>> {
     let Some(owner) = token_account(state, headers) else {
-        return Err(error(state, 40105, "access token is invalid or expired").into_response());
+        return Err(Box::new(
+            error(state, 40105, "access token is invalid or expired").into_response(),
+        ));
     };
     let accounts = ids(p.get(ids_key));
     if accounts.is_empty() || accounts.len() > max_ids {
-        return Err(error(state, 40002, &format!("{ids_key} must hold 1 to {max_ids} ids")).into_response());
+        return Err(Box::new(
+            error(state, 40002, &format!("{ids_key} must hold 1 to {max_ids} ids")).into_response(),
+        ));
     }
     if accounts.iter().any(|a| *a != owner) {
-        return Err(error(state, 40002, "no permission for this advertiser").into_response());
+        return Err(Box::new(
+            error(state, 40002, "no permission for this advertiser").into_response(),
+        ));
     }
     let (Some(start), Some(end)) = (
         p.get("start_time").and_then(|t| parse_bj(t, false)),
         p.get("end_time").and_then(|t| parse_bj(t, true)),
     ) else {
-        return Err(error(state, 40002, "start_time and end_time are required").into_response());
+        return Err(Box::new(
+            error(state, 40002, "start_time and end_time are required").into_response(),
+        ));
     };
     let page: u32 = p.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
     let size: u32 = p.get("page_size").and_then(|v| v.parse().ok()).unwrap_or(10);
     if page < 1 || !(1..=100).contains(&size) {
-        return Err(error(state, 40002, "page >= 1 and 1 <= page_size <= 100").into_response());
+        return Err(Box::new(
+            error(state, 40002, "page >= 1 and 1 <= page_size <= 100").into_response(),
+        ));
     }
-    gate(state, source, &owner, page)?;
+    if let Some(fault) = gate(state, source, &owner, page) {
+        return Err(Box::new(fault));
+    }
     let leads = state.data().leads.window(source, &owner, start, end);
     Ok(Query {
         account: owner,
@@ -117,7 +129,7 @@ async fn clue_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: Head
     let p = collect(raw.as_deref(), &headers, &body);
     let q = match read(&state, &headers, &p, "advertiser_ids", 100, SimSource::OceanEngineClue) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let rows = page_rows(&state, &q, |l| {
         json!({
@@ -152,7 +164,7 @@ async fn life_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: Head
         SimSource::OceanEngineLife,
     ) {
         Ok(q) => q,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let rows = page_rows(&state, &q, |l| {
         json!({
