@@ -7,6 +7,7 @@ pub mod contract;
 pub mod ddb_counter;
 pub mod local;
 pub mod local_auth;
+pub mod log_capture;
 pub mod moto;
 pub mod sim;
 pub mod sync_harness;

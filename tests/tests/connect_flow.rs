@@ -11,37 +11,9 @@ use shared::aws::AwsClients;
 use shared::clock::SystemClock;
 use shared::domain::{ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
 use shared::http::route_not_found;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 const SCOPE: &str = "lead:douyin:auth:get_url";
-
-/// Every log line of this test binary, to prove no token or secret is ever written.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("info,shared=trace,auth_url=trace,auth_callback=trace,devkit=trace")
-            .with_ansi(false)
-            .with_writer(move || Capture(sink.clone()))
-            .init();
-        buffer
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Harness {
     sim: Simulator,
@@ -59,7 +31,7 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(adjust: impl FnOnce(&mut std::collections::HashMap<String, String>)) -> Harness {
-    captured_logs();
+    devkit::log_capture::captured_logs();
     let aws = moto::aws().await;
     let sim = Simulator::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -164,7 +136,7 @@ fn redirect_params(resp: &reqwest::Response) -> std::collections::HashMap<String
 }
 
 fn assert_no_secrets_logged(sim: &Simulator) {
-    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    let logs = devkit::log_capture::logs();
     let app = sim.app();
     for secret in sim
         .issued_tokens()
@@ -489,6 +461,6 @@ async fn a_wrong_app_secret_is_a_bad_gateway_with_the_platform_code() {
     let (status, body) = h2.connect_json("tenant-w", Provider::OceanEngine, "99").await;
     assert_eq!(status, 502);
     assert_eq!(body["platform"]["errorCode"], 40101);
-    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    let logs = devkit::log_capture::logs();
     assert!(!logs.contains("wrong-douyin-secret") && !logs.contains("wrong-ocean-secret"));
 }

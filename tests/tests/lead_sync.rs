@@ -97,7 +97,11 @@ async fn assert_exactly_the_platforms_leads(h: &SyncHarness, tenant: &TenantId, 
         .map(|l| (l.source_lead_id.clone(), l.fields.phone.clone()))
         .collect();
     assert_eq!(got.len(), leads.len(), "{source:?}: one item per lead");
-    let missing: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, v)| (k, v, got.get(k)))
+        .collect();
     let extra: Vec<_> = got.iter().filter(|(k, _)| !expected.contains_key(*k)).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
@@ -415,10 +419,11 @@ async fn concurrent_runs_of_one_connection_do_not_double_write() {
         .count();
     assert_eq!((ran, skipped), (1, 1), "the second run sees the lease and says so");
     assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+    // Each page: 20 new leads and the items of their (about 18) new phones, 25 per request.
     assert_eq!(
         h.counter.writes_to(h.leads_table()),
-        5,
-        "one batch write per page of 20 new leads"
+        10,
+        "two batch writes per page of 20 new leads"
     );
 }
 
@@ -599,4 +604,137 @@ async fn the_rotated_oceanengine_refresh_token_survives_a_crash_between_refresh_
             .status,
         ConnectionStatus::Active
     );
+}
+
+#[tokio::test]
+async fn sync_logs_hold_no_token_secret_or_phone() {
+    devkit::log_capture::captured_logs();
+    let h = SyncHarness::on_moto(&[("TOKEN_REFRESH_AHEAD_SECS", "172800")]).await;
+    let engine = h.engine();
+    let t = tenant();
+    h.sim.set_enc_phones(true);
+    let mut phones = Vec::new();
+    let mut feiyu_key = String::new();
+    for source in [
+        SimSource::Laike,
+        SimSource::OceanEngineClue,
+        SimSource::Feiyu,
+        SimSource::Fans,
+    ] {
+        let (connection, account) = connected(&h, &t, source, 25).await;
+        if source == SimSource::Feiyu {
+            feiyu_key = format!("key{account}");
+        } else {
+            // A refresh mid-run (Feiyu tokens do not refresh: for it this is a re-authorisation).
+            h.sim.push_faults([Fault::Pass, Fault::TokenExpired]);
+        }
+        let task = h.sync(&engine, &connection).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{source:?}: {:?}", task.error);
+        phones.extend(h.sim.leads(source, &account).into_iter().map(|l| l.phone));
+    }
+    let logs = devkit::log_capture::logs();
+    assert!(logs.contains("connection sync finished"), "one line per connection run");
+    let app = h.sim.app();
+    for secret in h
+        .sim
+        .issued_tokens()
+        .iter()
+        .chain([&app.douyin_client_secret, &app.oceanengine_secret, &feiyu_key])
+    {
+        assert!(!logs.contains(secret.as_str()), "a token or secret reached the logs");
+    }
+    assert!(
+        phones.iter().all(|p| !logs.contains(p.as_str())),
+        "a phone number reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn a_window_deeper_than_the_platform_pages_is_split() {
+    let h = SyncHarness::on_moto(&[("SYNC_MAX_WINDOW_ROWS", "100")]).await;
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::Laike, 250).await;
+    let task = h.sync(&h.engine(), &connection).await;
+    assert_eq!((task.status, task.totals().created), (TaskStatus::Completed, 250));
+    assert!(
+        h.sim.requests_to("/crm/clue/query/") >= 4,
+        "halves were asked for until each fits"
+    );
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::Laike, &account).await;
+}
+
+/// A lead store whose writes fail a set number of times, as DynamoDB does when throttling
+/// outlasts the retries of unprocessed items.
+struct ThrottledLeads {
+    inner: std::sync::Arc<dyn shared::store::LeadStore>,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl shared::store::LeadStore for ThrottledLeads {
+    async fn upsert(
+        &self,
+        tenant: &TenantId,
+        leads: &[shared::lead::LeadRecord],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<shared::store::UpsertReport, shared::store::StoreError> {
+        if take_one(&self.failures) {
+            return Err(shared::store::StoreError::new(
+                "batch write leads",
+                "injected: throughput exceeded",
+            ));
+        }
+        self.inner.upsert(tenant, leads, now).await
+    }
+    async fn get(
+        &self,
+        t: &TenantId,
+        id: &shared::lead::LeadId,
+    ) -> Result<Option<StoredLead>, shared::store::StoreError> {
+        self.inner.get(t, id).await
+    }
+    async fn list_all(&self, t: &TenantId) -> Result<Vec<StoredLead>, shared::store::StoreError> {
+        self.inner.list_all(t).await
+    }
+    async fn update_operator_fields(
+        &self,
+        t: &TenantId,
+        id: &shared::lead::LeadId,
+        change: &OperatorChange,
+    ) -> Result<StoredLead, shared::store::LeadUpdateError> {
+        self.inner.update_operator_fields(t, id, change).await
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_throttling_loses_no_lead() {
+    let h = SyncHarness::on_moto(&[("SYNC_PAGE_SIZE", "20"), ("OCEANENGINE_LEAD_SOURCES", "clue")]).await;
+    let t = tenant();
+    let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 90).await;
+    let mut stores = h.stores.sync();
+    stores.leads = std::sync::Arc::new(ThrottledLeads {
+        inner: h.stores.leads.clone(),
+        failures: 2.into(),
+    });
+    let throttled = h.engine_with(stores);
+    let request = SyncRequest {
+        tenant: t.clone(),
+        connection_id: connection.id.clone(),
+        task_id: None,
+        trigger: Trigger::Schedule,
+        strategy: Strategy::Incremental,
+    };
+    assert!(
+        throttled.run(request.clone(), None).await.is_err(),
+        "the run fails; its message is redelivered"
+    );
+    let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
+    assert!(
+        info.watermarks.is_empty() && info.lease.is_none(),
+        "no watermark moved, the lease is free"
+    );
+    assert!(throttled.run(request, None).await.is_err(), "still throttled");
+    let task = h.sync(&throttled, &connection).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
 }

@@ -2,7 +2,7 @@
 //! paging while `has_more` (platform-apis.md §5.1). At most the 5,000 newest fans, unordered,
 //! and with no creation time: every run lists them all and the store keeps what is new.
 
-use super::record::{int, joined, list, text};
+use super::record::{int, joined, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window};
 use crate::lead::{LeadFields, LeadSource, PlatformLead};
 use crate::platform::Platform;
@@ -91,7 +91,10 @@ impl SourceClient for FansSource {
         };
         let next_cursor = int(&data, "cursor").unwrap_or(cursor);
         Ok(Page {
-            leads: list(&data, "list").iter().filter_map(normalize).collect(),
+            leads: rows(&data, "list", Platform::Douyin)?
+                .iter()
+                .filter_map(normalize)
+                .collect(),
             total: int(&data, "total").map(|t| t.max(0) as u64),
             pages: None,
             // A cursor that does not move would loop forever; treat it as the end.

@@ -4,7 +4,7 @@
 //! with the reason; the lead itself is always kept.
 
 use super::phone_crypto::{self, ONLINE_PREFIX};
-use super::record::{first_text, form_fields, int, joined, list, text};
+use super::record::{first_text, form_fields, int, joined, list, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
 use crate::clock::Clock;
 use crate::lead::{LeadFields, LeadSource, PlatformLead, normalize_phone};
@@ -227,8 +227,10 @@ impl LaikeSource {
                 |raw| douyin::decode_envelope(Endpoint::OpenApi, raw),
             )
             .await?;
-        let mut leads: Vec<(PlatformLead, Option<String>)> =
-            list(&data, "clue_data").iter().filter_map(normalize).collect();
+        let mut leads: Vec<(PlatformLead, Option<String>)> = rows(&data, "clue_data", Platform::Douyin)?
+            .iter()
+            .filter_map(normalize)
+            .collect();
         self.decrypt_phones(token, secret, account_id, &mut leads).await?;
         let paging = data.get("page").cloned().unwrap_or(Value::Null);
         let pages = int(&paging, "page_total").map(|p| p.max(0) as u32);

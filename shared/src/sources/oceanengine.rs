@@ -2,7 +2,7 @@
 //! `POST tools/clue/life/get` (本地推 leads), both with the connection's access token over the
 //! advertisers it granted. The two endpoints name their `page_info` keys differently.
 
-use super::record::{first_text, form_fields, int, joined, list, text};
+use super::record::{first_text, form_fields, int, joined, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
 use crate::config::OceanEngineCodes;
 use crate::lead::{LeadFields, LeadSource, PlatformLead};
@@ -189,7 +189,7 @@ impl SourceClient for OceanEngineSource {
                     .await?
             }
         };
-        let leads = list(&data, "list")
+        let leads = rows(&data, "list", Platform::OceanEngine)?
             .iter()
             .filter_map(|r| normalize(self.endpoint, r))
             .collect();

@@ -1,6 +1,7 @@
 //! Tolerant readers for platform records: the same field arrives as a number, a numeric string,
 //! an empty string or not at all, depending on the endpoint and the doc version.
 
+use crate::platform::{Platform, PlatformError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -63,6 +64,20 @@ pub fn form_fields(record: &Value, key: &str) -> BTreeMap<String, String> {
 /// The list under `key` in a page's data, or an empty one.
 pub fn list<'a>(data: &'a Value, key: &str) -> &'a [Value] {
     data.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// The rows of a page. A page without its list is not an empty page: taking it for one would
+/// move the watermark over leads never seen, so it is an unreadable answer (retried).
+pub fn rows<'a>(data: &'a Value, key: &str, platform: Platform) -> Result<&'a [Value], PlatformError> {
+    match data.get(key) {
+        Some(Value::Array(rows)) => Ok(rows),
+        // Some platforms send null for an empty page.
+        Some(Value::Null) => Ok(&[]),
+        _ => Err(PlatformError::Decode {
+            platform,
+            message: format!("the page has no `{key}` list"),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Item: `pk = TENANT#<tenant>`, `sk = LEAD#<leadId>`, `fields` (map of the normalized platform
 //! fields), `raw` (the platform record as JSON text), `contentHash`, operator fields (`status`,
 //! `notes`, `version`, `history`), and the index keys `tenant` + `createdKey` (byCreatedAt: newest
-//! first) and `phoneKey` (byPhone: duplicate links).
+//! first). Beside them, `sk = PHONE#<phone>` items name the lead each phone was first stored
+//! with: new leads look them up in one batch read and link to them (`duplicateOf`).
 
 use super::attr::{Item, from_json, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
@@ -19,7 +20,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub const CREATED_INDEX: &str = "byCreatedAt";
-pub const PHONE_INDEX: &str = "byPhone";
+/// BatchGetItem takes at most 100 keys.
+const READ_BATCH: usize = 100;
 /// BatchWriteItem takes at most 25 requests (moto accepts more; AWS does not).
 const WRITE_BATCH: usize = 25;
 /// Unprocessed items are retried this many times with backoff before the batch counts as failed.
@@ -48,15 +50,23 @@ pub fn created_key(at: DateTime<Utc>, id: &LeadId) -> String {
     format!("{:013}#{id}", at.timestamp_millis().max(0))
 }
 
-pub fn phone_key(tenant: &TenantId, phone: &str) -> String {
-    format!("{tenant}#{phone}")
+fn phone_sk(phone: &str) -> String {
+    format!("PHONE#{phone}")
+}
+
+fn item_key(tenant: &TenantId, sk: String) -> Item {
+    Item::from([("pk".to_owned(), s(tenant_pk(tenant))), ("sk".to_owned(), s(sk))])
 }
 
 fn key(tenant: &TenantId, id: &LeadId) -> Item {
-    Item::from([
-        ("pk".to_owned(), s(tenant_pk(tenant))),
-        ("sk".to_owned(), s(lead_sk(id))),
-    ])
+    item_key(tenant, lead_sk(id))
+}
+
+/// The item that makes `lead` the one its phone links to.
+fn phone_claim(tenant: &TenantId, phone: &str, lead: &LeadId) -> Item {
+    let mut item = item_key(tenant, phone_sk(phone));
+    item.insert("leadId".to_owned(), s(lead.as_str()));
+    item
 }
 
 fn fields_attr(fields: &LeadFields) -> AttributeValue {
@@ -87,9 +97,6 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
         ("version".to_owned(), n(1)),
         ("history".to_owned(), AttributeValue::L(Vec::new())),
     ]);
-    if let Some(phone) = &lead.fields.phone {
-        item.insert("phoneKey".to_owned(), s(phone_key(tenant, phone)));
-    }
     if let Some(original) = duplicate_of {
         item.insert("duplicateOf".to_owned(), s(original.as_str()));
     }
@@ -132,75 +139,56 @@ fn decode(item: &Item) -> Result<StoredLead, StoreError> {
 }
 
 impl DynamoLeadStore {
-    /// The stored content hash of each lead that exists, in one BatchGetItem (≤ 100 keys).
-    async fn existing_hashes(&self, tenant: &TenantId, ids: &[&LeadId]) -> Result<HashMap<String, String>, StoreError> {
+    /// `attributes` of the items under `sort_keys` that exist, by sort key; batches of 100,
+    /// unprocessed keys retried with backoff.
+    async fn batch_get(
+        &self,
+        tenant: &TenantId,
+        sort_keys: Vec<String>,
+        attributes: &str,
+    ) -> Result<HashMap<String, Item>, StoreError> {
         let mut found = HashMap::new();
-        if ids.is_empty() {
-            return Ok(found);
-        }
-        let keys: Vec<Item> = ids.iter().map(|id| key(tenant, id)).collect();
-        let mut pending = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression("leadId, contentHash")
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::new("batch get leads", e))?,
-        );
-        let mut attempt = 0;
-        while let Some(request) = pending.take() {
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| sdk_error("batch get leads", e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                found.insert(get_s(&item, "leadId")?, get_s(&item, "contentHash")?);
-            }
-            pending = out
-                .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
-                .filter(|k| !k.keys().is_empty());
-            if pending.is_some() {
-                attempt += 1;
-                if attempt >= UNPROCESSED_ATTEMPTS {
-                    return Err(StoreError::new(
-                        "batch get leads",
-                        "keys stayed unprocessed (throttled)",
-                    ));
+        for chunk in sort_keys.chunks(READ_BATCH) {
+            let keys: Vec<Item> = chunk.iter().map(|sk| item_key(tenant, sk.clone())).collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression(format!("sk, {attributes}"))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::new("batch get", e))?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("batch get", e))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    found.insert(get_s(&item, "sk")?, item);
                 }
-                backoff(attempt).await;
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt >= UNPROCESSED_ATTEMPTS {
+                        return Err(StoreError::new("batch get", "keys stayed unprocessed (throttled)"));
+                    }
+                    backoff(attempt).await;
+                }
             }
         }
         Ok(found)
-    }
-
-    /// The earliest stored lead of the tenant with this phone.
-    async fn first_with_phone(&self, tenant: &TenantId, phone: &str) -> Result<Option<LeadId>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(PHONE_INDEX)
-            .key_condition_expression("phoneKey = :p")
-            .expression_attribute_values(":p", s(phone_key(tenant, phone)))
-            .scan_index_forward(true)
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| sdk_error("find lead by phone", e))?;
-        Ok(out
-            .items()
-            .first()
-            .and_then(|item| get_opt_s(item, "sk"))
-            .map(|sk| LeadId::from_stored(sk.trim_start_matches("LEAD#"))))
     }
 
     async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
@@ -264,14 +252,7 @@ impl DynamoLeadStore {
             sets.push_str(", createdKey = :created");
             update = update.expression_attribute_values(":created", s(created_key(created, &lead.lead_id)));
         }
-        // A phone that arrives late (a decryption that failed before) joins the phone index.
-        let expression = match &lead.fields.phone {
-            Some(phone) => {
-                update = update.expression_attribute_values(":phone", s(phone_key(tenant, phone)));
-                format!("{sets}, phoneKey = :phone")
-            }
-            None => sets,
-        };
+        let expression = sets;
         update
             .update_expression(expression)
             .expression_attribute_names("#fields", "fields")
@@ -292,39 +273,60 @@ impl LeadStore for DynamoLeadStore {
         now: DateTime<Utc>,
     ) -> Result<UpsertReport, StoreError> {
         assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
-        let ids: Vec<&LeadId> = leads.iter().map(|l| &l.lead_id).collect();
-        let existing = self.existing_hashes(tenant, &ids).await?;
+        let stored = self
+            .batch_get(
+                tenant,
+                leads.iter().map(|l| lead_sk(&l.lead_id)).collect(),
+                "contentHash",
+            )
+            .await?;
         let mut report = UpsertReport::default();
         let mut fresh = Vec::new();
-        // Per phone: the lead new ones link to (an earlier stored one, else the first in this batch).
-        let mut originals: HashMap<String, Option<LeadId>> = HashMap::new();
         for lead in leads {
-            match existing.get(lead.lead_id.as_str()) {
-                Some(hash) if *hash == lead.content_hash => report.unchanged += 1,
+            let current = stored
+                .get(&lead_sk(&lead.lead_id))
+                .map(|item| get_s(item, "contentHash"))
+                .transpose()?;
+            match current {
+                Some(hash) if hash == lead.content_hash => report.unchanged += 1,
                 Some(_) => {
                     self.update_platform_fields(tenant, lead, now).await?;
                     report.updated += 1;
                 }
-                None => {
-                    let mut duplicate_of = None;
-                    if let Some(phone) = &lead.fields.phone {
-                        if !originals.contains_key(phone) {
-                            let stored = self.first_with_phone(tenant, phone).await?;
-                            originals.insert(phone.clone(), stored);
-                        }
-                        let original = originals.get_mut(phone).expect("inserted above");
-                        match original {
-                            Some(first) => duplicate_of = Some(first.clone()),
-                            None => *original = Some(lead.lead_id.clone()),
-                        }
-                    }
-                    report.duplicates += u64::from(duplicate_of.is_some());
-                    fresh.push(new_item(tenant, lead, duplicate_of.as_ref(), now));
-                    report.created += 1;
-                }
+                None => fresh.push(lead),
             }
         }
-        self.put_batch(fresh).await?;
+        // Which lead each new phone links to: the lead it was first stored with, else the first
+        // new lead of this batch that has it (which then claims it).
+        let mut phones: Vec<String> = fresh.iter().filter_map(|l| l.fields.phone.clone()).collect();
+        phones.sort();
+        phones.dedup();
+        let claims = self
+            .batch_get(tenant, phones.iter().map(|p| phone_sk(p)).collect(), "leadId")
+            .await?;
+        let mut originals: HashMap<&str, LeadId> = HashMap::new();
+        for phone in &phones {
+            if let Some(item) = claims.get(&phone_sk(phone)) {
+                originals.insert(phone, LeadId::from_stored(get_s(item, "leadId")?));
+            }
+        }
+        let mut items = Vec::new();
+        for lead in fresh {
+            let mut duplicate_of = None;
+            if let Some(phone) = lead.fields.phone.as_deref() {
+                match originals.get(phone) {
+                    Some(first) => duplicate_of = Some(first.clone()),
+                    None => {
+                        originals.insert(phone, lead.lead_id.clone());
+                        items.push(phone_claim(tenant, phone, &lead.lead_id));
+                    }
+                }
+            }
+            report.duplicates += u64::from(duplicate_of.is_some());
+            items.push(new_item(tenant, lead, duplicate_of.as_ref(), now));
+            report.created += 1;
+        }
+        self.put_batch(items).await?;
         Ok(report)
     }
 

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Default)]
 pub struct MemoryLeadStore {
     leads: Mutex<HashMap<(TenantId, LeadId), StoredLead>>,
+    /// The lead each phone was first stored with, per tenant.
+    phones: Mutex<HashMap<(TenantId, String), LeadId>>,
     writes: AtomicU64,
 }
 
@@ -35,6 +37,7 @@ impl LeadStore for MemoryLeadStore {
     ) -> Result<UpsertReport, StoreError> {
         assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
         let mut all = lock(&self.leads);
+        let mut phones = lock(&self.phones);
         let mut report = UpsertReport::default();
         for lead in leads {
             let key = (tenant.clone(), lead.lead_id.clone());
@@ -51,10 +54,10 @@ impl LeadStore for MemoryLeadStore {
                 continue;
             }
             let duplicate_of = lead.fields.phone.as_ref().and_then(|phone| {
-                all.values()
-                    .filter(|l| &l.tenant == tenant && l.fields.phone.as_ref() == Some(phone))
-                    .min_by_key(|l| (l.sort_time(), l.lead_id.clone()))
-                    .map(|l| l.lead_id.clone())
+                let first = phones
+                    .entry((tenant.clone(), phone.clone()))
+                    .or_insert_with(|| lead.lead_id.clone());
+                (*first != lead.lead_id).then(|| first.clone())
             });
             report.duplicates += u64::from(duplicate_of.is_some());
             all.insert(

@@ -135,8 +135,8 @@ pub struct OperatorChange {
 
 #[async_trait]
 pub trait LeadStore: Send + Sync {
-    /// Writes leads of one tenant idempotently: a new lead is created (status NEW, linked to an
-    /// earlier lead with the same phone), a changed one gets its platform fields replaced, an
+    /// Writes leads of one tenant idempotently: a new lead is created (status NEW, linked to the
+    /// lead its phone was first stored with), a changed one gets its platform fields replaced, an
     /// unchanged one costs no write. Operator fields are never touched. At most
     /// [`UPSERT_BATCH`] leads with distinct ids.
     async fn upsert(

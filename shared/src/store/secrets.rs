@@ -25,7 +25,22 @@ impl SecretsManagerVault {
 impl TokenVault for SecretsManagerVault {
     async fn put_tokens(&self, secret_id: &str, tokens: &TokenSet) -> Result<(), StoreError> {
         let value = token_codec::encode(tokens);
-        // Try the common case of a new connection first; an existing secret gets a new version.
+        // A new version of an existing secret first: refreshes (the common write) then need only
+        // PutSecretValue. A new connection has no secret yet and gets one created.
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(secret_id)
+            .secret_string(&value)
+            .send()
+            .await;
+        match put {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) => {}
+            Err(e) => return Err(StoreError::new("put connection secret", DisplayErrorContext(e))),
+        }
         let created = self
             .client
             .create_secret()
@@ -36,6 +51,7 @@ impl TokenVault for SecretsManagerVault {
             .await;
         match created {
             Ok(_) => Ok(()),
+            // Created meanwhile by a concurrent callback: write the new version after all.
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
                 self.client
                     .put_secret_value()

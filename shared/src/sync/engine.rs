@@ -441,7 +441,9 @@ impl SyncEngine {
                 connection: run.connection,
                 tokens: tokens.as_ref(),
             };
-            match client.fetch(&auth, window, page).await {
+            let result = client.fetch(&auth, window, page).await;
+            tracing::debug!(source = %client.source(), ?page, leads = result.as_ref().map(|p| p.leads.len()).ok(), error = result.as_ref().err().map(|e| e.to_string()), "page fetched");
+            match result {
                 Err(e) if e.kind() == Some(ErrorKind::AccessTokenInvalid) && !retried => {
                     retried = true;
                     if !client.uses_app_token() {

@@ -93,7 +93,7 @@ pub async fn apply(State(state): State<Arc<SimState>>, req: Request, next: Next)
             next.run(req).await
         }
         Some(Fault::Throttle) => {
-            if path.contains("/open_api/") {
+            if path.starts_with("/open_api/") {
                 super::oceanengine::error(&state, 40100, "Too many requests. Please retry in some time.")
                     .into_response()
             } else {
@@ -105,9 +105,10 @@ pub async fn apply(State(state): State<Arc<SimState>>, req: Request, next: Next)
 
 /// Each platform's way of saying the token presented has expired.
 fn token_expired(state: &SimState, path: &str) -> Response {
-    if path.contains("/open_api/") {
+    // Ocean Engine paths start with /open_api/ and Feiyu's with /crm/; 来客 paths contain both.
+    if path.starts_with("/open_api/") {
         super::oceanengine::error(state, 40105, "access token has expired").into_response()
-    } else if path.contains("/crm/") {
+    } else if path.starts_with("/crm/") {
         super::feiyu::fail("access token expired")
     } else if path.ends_with("/fans/list/") {
         super::lead_api::openapi_error(state, 2190008, "access_token has expired")
