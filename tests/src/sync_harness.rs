@@ -10,7 +10,7 @@ use shared::clock::SystemClock;
 use shared::domain::{AppCredentials, Connection};
 use shared::secret::Secret;
 use shared::sync::{SyncEngine, SyncOutcome, SyncRequest, SyncStores};
-use shared::task::{Strategy, SyncTask, Trigger};
+use shared::task::{Strategy, SyncTask};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -122,11 +122,8 @@ impl SyncHarness {
 
     pub async fn sync_with(&self, engine: &SyncEngine, connection: &Connection, strategy: Strategy) -> SyncTask {
         let request = SyncRequest {
-            tenant: connection.tenant.clone(),
-            connection_id: connection.id.clone(),
-            task_id: None,
-            trigger: Trigger::Schedule,
             strategy,
+            ..SyncRequest::scheduled(connection)
         };
         match engine.run(request, None).await.expect("sync runs") {
             SyncOutcome::Ran(task) => task,

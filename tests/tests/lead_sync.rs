@@ -394,13 +394,7 @@ async fn concurrent_runs_of_one_connection_do_not_double_write() {
     let engine = h.engine();
     let t = tenant();
     let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 100).await;
-    let request = || SyncRequest {
-        tenant: t.clone(),
-        connection_id: connection.id.clone(),
-        task_id: None,
-        trigger: Trigger::Schedule,
-        strategy: Strategy::Incremental,
-    };
+    let request = || SyncRequest::scheduled(&connection);
     h.counter.reset();
     let (a, b) = tokio::join!(engine.run(request(), None), engine.run(request(), None));
     let outcomes = [a.unwrap(), b.unwrap()];
@@ -434,13 +428,7 @@ async fn a_run_stops_before_its_deadline_and_the_next_finishes() {
     let engine = h.engine();
     let t = tenant();
     let (connection, account) = connected(&h, &t, SimSource::Feiyu, 200).await;
-    let request = SyncRequest {
-        tenant: t.clone(),
-        connection_id: connection.id.clone(),
-        task_id: None,
-        trigger: Trigger::Schedule,
-        strategy: Strategy::Incremental,
-    };
+    let request = SyncRequest::scheduled(&connection);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1800);
     let SyncOutcome::Ran(task) = engine.run(request, Some(deadline)).await.unwrap() else {
         panic!("ran")
@@ -460,11 +448,10 @@ async fn a_replayed_request_for_a_finished_task_does_nothing() {
     let t = tenant();
     let (connection, _) = connected(&h, &t, SimSource::Laike, 20).await;
     let request = SyncRequest {
-        tenant: t.clone(),
-        connection_id: connection.id.clone(),
         task_id: Some(shared::task::new_task_id()),
         trigger: Trigger::Manual,
         strategy: Strategy::Full,
+        ..SyncRequest::scheduled(&connection)
     };
     let SyncOutcome::Ran(task) = engine.run(request.clone(), None).await.unwrap() else {
         panic!("ran")
@@ -551,13 +538,7 @@ async fn the_rotated_oceanengine_refresh_token_survives_a_crash_between_refresh_
     };
 
     // The process dies right after the rotated pair is written: the run fails, the vault kept it.
-    let request = SyncRequest {
-        tenant: t.clone(),
-        connection_id: connection.id.clone(),
-        task_id: None,
-        trigger: Trigger::Schedule,
-        strategy: Strategy::Incremental,
-    };
+    let request = SyncRequest::scheduled(&connection);
     assert!(
         flaky(1, 0).run(request.clone(), None).await.is_err(),
         "the crashed run reports failure"
@@ -717,13 +698,7 @@ async fn dynamodb_throttling_loses_no_lead() {
         failures: 2.into(),
     });
     let throttled = h.engine_with(stores);
-    let request = SyncRequest {
-        tenant: t.clone(),
-        connection_id: connection.id.clone(),
-        task_id: None,
-        trigger: Trigger::Schedule,
-        strategy: Strategy::Incremental,
-    };
+    let request = SyncRequest::scheduled(&connection);
     assert!(
         throttled.run(request.clone(), None).await.is_err(),
         "the run fails; its message is redelivered"

@@ -184,12 +184,7 @@ impl SourceClient for FeiyuSource {
             .collect();
         let total = int(&body, "count").map(|c| c.max(0) as u64);
         let pages = total.map(|t| t.div_ceil(u64::from(self.page_size)) as u32);
-        Ok(Page {
-            leads,
-            total,
-            pages,
-            next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
-        })
+        Ok(Page::numbered(leads, total, pages, number))
     }
 }
 

@@ -234,11 +234,12 @@ impl LaikeSource {
         self.decrypt_phones(token, secret, account_id, &mut leads).await?;
         let paging = data.get("page").cloned().unwrap_or(Value::Null);
         let pages = int(&paging, "page_total").map(|p| p.max(0) as u32);
-        Ok(Page {
-            leads: leads.into_iter().map(|(lead, _)| lead).collect(),
-            total: int(&paging, "total").map(|t| t.max(0) as u64),
+        let leads = leads.into_iter().map(|(lead, _)| lead).collect();
+        Ok(Page::numbered(
+            leads,
+            int(&paging, "total").map(|t| t.max(0) as u64),
             pages,
-            next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
-        })
+            number,
+        ))
     }
 }

@@ -62,6 +62,18 @@ pub struct Page {
     pub next: Option<PageRef>,
 }
 
+impl Page {
+    /// Page `number` of a page-numbered listing that has `pages` pages, when it says.
+    pub fn numbered(leads: Vec<PlatformLead>, total: Option<u64>, pages: Option<u32>, number: u32) -> Self {
+        Self {
+            leads,
+            total,
+            pages,
+            next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
+        }
+    }
+}
+
 /// How a source is paged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Paging {

@@ -194,12 +194,7 @@ impl SourceClient for OceanEngineSource {
             .filter_map(|r| normalize(self.endpoint, r))
             .collect();
         let (total, pages) = read_page_info(&data);
-        Ok(Page {
-            leads,
-            total,
-            pages,
-            next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
-        })
+        Ok(Page::numbered(leads, total, pages, number))
     }
 }
 

@@ -78,6 +78,24 @@ where
     StoreError::new(operation, aws_sdk_dynamodb::error::DisplayErrorContext(err))
 }
 
+/// A strongly consistent GetItem of `key`.
+pub async fn get_consistent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Item,
+    operation: &'static str,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| sdk_error(operation, e))?;
+    Ok(out.item)
+}
+
 /// True when the error is a failed condition, which callers turn into a domain answer.
 pub fn is_condition_failed<R>(
     err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,

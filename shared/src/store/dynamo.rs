@@ -1,7 +1,7 @@
 //! DynamoDB adapters. Uniqueness and single use are enforced by conditional writes, never by a
 //! read followed by a write.
 
-use super::attr::{Item, get_list, get_opt_s, get_s, get_time, list, n, s, sdk_error, time};
+use super::attr::{Item, get_consistent, get_list, get_opt_s, get_s, get_time, list, n, s, sdk_error, time};
 use super::{ClaimError, ConnectionStore, StateError, StateStore, StoreError};
 use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
 use async_trait::async_trait;
@@ -100,6 +100,13 @@ pub(crate) fn tenant_pk(tenant: &TenantId) -> String {
 
 pub(crate) fn connection_sk(id: &ConnectionId) -> String {
     format!("CONN#{id}")
+}
+
+pub(crate) fn connection_key(tenant: &TenantId, id: &ConnectionId) -> Item {
+    Item::from([
+        ("pk".to_owned(), s(tenant_pk(tenant))),
+        ("sk".to_owned(), s(connection_sk(id))),
+    ])
 }
 
 fn claim_pk(provider: Provider, external: &str) -> String {
@@ -253,17 +260,8 @@ impl ConnectionStore for DynamoConnectionStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant)))
-            .key("sk", s(connection_sk(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("get connection", e))?;
-        out.item.as_ref().map(Self::decode).transpose()
+        let item = get_consistent(&self.client, &self.table, connection_key(tenant, id), "get connection").await?;
+        item.as_ref().map(Self::decode).transpose()
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {

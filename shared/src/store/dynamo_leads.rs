@@ -7,7 +7,7 @@
 //! first). Beside them, `sk = PHONE#<phone>` items name the lead each phone was first stored
 //! with: new leads look them up in one batch read and link to them (`duplicateOf`).
 
-use super::attr::{Item, from_json, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
+use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
 use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, UPSERT_BATCH, UpsertReport};
 use crate::domain::{ConnectionId, TenantId};
@@ -331,16 +331,8 @@ impl LeadStore for DynamoLeadStore {
     }
 
     async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant, lead_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("get lead", e))?;
-        out.item.as_ref().map(decode).transpose()
+        let item = get_consistent(&self.client, &self.table, key(tenant, lead_id), "get lead").await?;
+        item.as_ref().map(decode).transpose()
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {

@@ -1,8 +1,8 @@
 //! Sync bookkeeping in DynamoDB: the lease, watermarks and health live on the connection's own
 //! item (so one read shows a connection and how its syncs go); tasks have a table with a TTL.
 
-use super::attr::{Item, get_n, get_opt_s, get_opt_time, is_condition_failed, n, s, sdk_error, time};
-use super::dynamo::{DynamoConnectionStore, connection_sk, tenant_pk};
+use super::attr::{Item, get_consistent, get_n, get_opt_s, get_opt_time, is_condition_failed, n, s, sdk_error, time};
+use super::dynamo::{DynamoConnectionStore, connection_key, tenant_pk};
 use super::{Lease, RunRecord, StoreError, SyncInfo, SyncLedger, TaskStore};
 use crate::domain::{Connection, ConnectionId, ConnectionStatus, TenantId};
 use crate::lead::LeadSource;
@@ -20,8 +20,7 @@ impl DynamoConnectionStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant)))
-            .key("sk", s(connection_sk(id)))
+            .set_key(Some(connection_key(tenant, id)))
             .expression_attribute_names("#pk", "pk")
     }
 
@@ -86,17 +85,8 @@ impl SyncLedger for DynamoConnectionStore {
     }
 
     async fn sync_info(&self, tenant: &TenantId, id: &ConnectionId) -> Result<SyncInfo, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant)))
-            .key("sk", s(connection_sk(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("read sync info", e))?;
-        let Some(item) = out.item else {
+        let item = get_consistent(&self.client, &self.table, connection_key(tenant, id), "read sync info").await?;
+        let Some(item) = item else {
             return Ok(SyncInfo::default());
         };
         let mut info = SyncInfo {
@@ -255,17 +245,11 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn get(&self, tenant: &TenantId, task_id: &str) -> Result<Option<SyncTask>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant)))
-            .key("sk", s(task_sk(task_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("get task", e))?;
-        let Some(item) = out.item else {
+        let key = Item::from([
+            ("pk".to_owned(), s(tenant_pk(tenant))),
+            ("sk".to_owned(), s(task_sk(task_id))),
+        ]);
+        let Some(item) = get_consistent(&self.client, &self.table, key, "get task").await? else {
             return Ok(None);
         };
         let body = get_opt_s(&item, "task").ok_or_else(|| StoreError::new("decode task", "no task attribute"))?;

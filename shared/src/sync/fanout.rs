@@ -4,7 +4,7 @@
 
 use super::{SyncEngine, SyncOutcome, SyncRequest};
 use crate::store::StoreError;
-use crate::task::{Strategy, TaskStatus, Trigger};
+use crate::task::TaskStatus;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -103,14 +103,8 @@ pub async fn schedule(
         .ledger
         .list_active()
         .await?
-        .into_iter()
-        .map(|c| SyncRequest {
-            tenant: c.tenant,
-            connection_id: c.id,
-            task_id: None,
-            trigger: Trigger::Schedule,
-            strategy: Strategy::Incremental,
-        })
+        .iter()
+        .map(SyncRequest::scheduled)
         .collect();
     let mut report = ScheduleReport {
         due: due.len(),

@@ -48,6 +48,19 @@ pub struct SyncRequest {
     pub strategy: Strategy,
 }
 
+impl SyncRequest {
+    /// The request a schedule makes for `connection`: a new task, incremental.
+    pub fn scheduled(connection: &crate::domain::Connection) -> Self {
+        Self {
+            tenant: connection.tenant.clone(),
+            connection_id: connection.id.clone(),
+            task_id: None,
+            trigger: Trigger::Schedule,
+            strategy: Strategy::Incremental,
+        }
+    }
+}
+
 fn default_trigger() -> Trigger {
     Trigger::Manual
 }

@@ -123,7 +123,10 @@ async fn main() {
         );
     }
     // Measured before the CPU figure, whose 100,000 pre-built records would dominate it.
-    println!("  peak RSS (process: simulator, client, stores): {:.1} MB", peak_rss_mb());
+    println!(
+        "  peak RSS (process: simulator, client, stores): {:.1} MB",
+        peak_rss_mb()
+    );
     let replay = Instant::now();
     h.counter.reset();
     let again = h.sync_with(&engine, &connection, shared::task::Strategy::Full).await;
