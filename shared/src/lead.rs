@@ -89,6 +89,15 @@ impl LeadStatus {
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
+
+    /// The sales workflow's legal moves.
+    pub fn can_move_to(self, to: LeadStatus) -> bool {
+        use LeadStatus::*;
+        matches!(
+            (self, to),
+            (New, Contacted) | (Contacted, Converted) | (_, Invalid) | (Invalid, New)
+        ) && self != to
+    }
 }
 
 /// What a platform says about a lead, normalized. Ids are strings: they exceed 2^53.
@@ -330,6 +339,15 @@ mod tests {
         assert_eq!(before, f.clone().content_hash());
         f.channel = Some("抖音".into());
         assert_ne!(before, f.content_hash());
+    }
+
+    #[test]
+    fn the_workflow_allows_only_its_moves() {
+        use LeadStatus::*;
+        assert!(New.can_move_to(Contacted) && Contacted.can_move_to(Converted));
+        assert!(New.can_move_to(Invalid) && Converted.can_move_to(Invalid) && Invalid.can_move_to(New));
+        assert!(!New.can_move_to(Converted) && !Converted.can_move_to(New) && !Contacted.can_move_to(New));
+        assert!(!Invalid.can_move_to(Invalid) && !New.can_move_to(New));
     }
 
     #[test]

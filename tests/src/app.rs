@@ -71,10 +71,18 @@ pub fn routes(config: &shared::Config, stores: &StoreSet, clock: Arc<dyn Clock>,
             credentials: stores.credentials.clone(),
             connections: stores.connections.clone(),
         },
-        clock,
+        clock.clone(),
     );
+    let leads = leads_api::LeadsApi {
+        leads: stores.leads.clone(),
+        tasks: stores.tasks.clone(),
+        connections: stores.connections.clone(),
+        ledger: stores.ledger.clone(),
+        clock: clock.clone(),
+    };
     auth_url::routes(Arc::new(start))
         .merge(auth_callback::routes(Arc::new(finish)))
+        .merge(leads_api::routes(Arc::new(leads)))
         .layer(axum::middleware::from_fn_with_state(jwt, local_auth::layer))
 }
 

@@ -4,6 +4,7 @@
 use chrono::{Duration, DurationRound, Utc};
 use shared::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId, TokenSet};
 use shared::lead::{HistoryEntry, LeadFields, LeadRecord, LeadSource, LeadStatus, PlatformLead};
+use shared::lead_query::{LeadFilter, PageStart};
 use shared::secret::Secret;
 use shared::store::{
     ClaimError, ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, RunRecord, StateError, StateStore,
@@ -446,5 +447,111 @@ pub async fn task_store(store: &dyn TaskStore) {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// Listing: filters, totals, and page-number and cursor walks that agree.
+pub async fn lead_queries(store: &dyn LeadStore) {
+    let tenant = TenantId::new(crate::moto::unique("tenant"));
+    let conn = ConnectionId::from_stored("c_q");
+    let batch: Vec<LeadRecord> = (0..30)
+        .map(|i| {
+            let mut l = lead(
+                &tenant,
+                &conn,
+                &format!("71000000000000000{i:02}"),
+                Some(&format!("139{i:08}")),
+                30 + i * 60,
+            );
+            if i % 3 == 0 {
+                l.source = LeadSource::Feiyu;
+                l.lead_id = shared::lead::LeadId::derive(&tenant, LeadSource::Feiyu, &l.source_lead_id);
+            }
+            l
+        })
+        .collect();
+    store.upsert(&tenant, &batch, now()).await.expect("seed");
+    let other = TenantId::new(crate::moto::unique("tenant"));
+    store
+        .upsert(&other, &batch[..5], now())
+        .await
+        .expect("seed other tenant");
+    let contacted = OperatorChange {
+        status: Some(LeadStatus::Contacted),
+        notes: Some("约了周六到店".into()),
+        expected_version: 1,
+        history: Vec::new(),
+        at: now(),
+    };
+    store
+        .update_operator_fields(&tenant, &batch[4].lead_id, &contacted)
+        .await
+        .expect("work a lead");
+
+    let all = LeadFilter::default();
+    let mut by_page = Vec::new();
+    for page in 1..=4 {
+        let p = store
+            .query(&tenant, &all, &PageStart::Number(page), 8)
+            .await
+            .expect("page");
+        assert_eq!(p.total, 30);
+        assert_eq!(p.next.is_some(), page < 4, "page {page}");
+        by_page.extend(p.records.into_iter().map(|l| l.lead_id));
+    }
+    let mut by_cursor = Vec::new();
+    let mut start = PageStart::Number(1);
+    loop {
+        let p = store.query(&tenant, &all, &start, 8).await.expect("cursor page");
+        by_cursor.extend(p.records.into_iter().map(|l| l.lead_id));
+        match p.next {
+            Some(c) => start = PageStart::After(c),
+            None => break,
+        }
+    }
+    let newest_first: Vec<_> = batch.iter().map(|l| l.lead_id.clone()).collect();
+    assert_eq!(by_page, newest_first, "newest first, every lead once");
+    assert_eq!(by_cursor, by_page, "page and cursor walks agree");
+    let beyond = store.query(&tenant, &all, &PageStart::Number(9), 8).await.unwrap();
+    assert!(beyond.records.is_empty() && beyond.total == 30);
+
+    let feiyu = LeadFilter {
+        source: Some(LeadSource::Feiyu),
+        ..LeadFilter::default()
+    };
+    let p = store.query(&tenant, &feiyu, &PageStart::Number(2), 4).await.unwrap();
+    assert_eq!((p.total, p.records.len()), (10, 4));
+    assert!(p.records.iter().all(|l| l.source == LeadSource::Feiyu));
+    let status = LeadFilter {
+        status: Some(LeadStatus::Contacted),
+        ..LeadFilter::default()
+    };
+    let p = store.query(&tenant, &status, &PageStart::Number(1), 10).await.unwrap();
+    assert_eq!((p.total, p.records[0].lead_id.clone()), (1, batch[4].lead_id.clone()));
+    for keyword in ["到店", "13900000004", "客户71000000000000000"] {
+        let k = LeadFilter {
+            keyword: Some(keyword.into()),
+            ..LeadFilter::default()
+        };
+        let p = store.query(&tenant, &k, &PageStart::Number(1), 50).await.unwrap();
+        let expected = if keyword.starts_with("客户") { 30 } else { 1 };
+        assert_eq!(p.total, expected, "{keyword}");
+    }
+    let window = LeadFilter {
+        // Half an hour of slack on each side: lead i was created (30 + 60 i) minutes before seeding.
+        start: Some(now() - Duration::minutes(30 + 9 * 60 + 30)),
+        end: Some(now() - Duration::minutes(30 + 5 * 60 - 30)),
+        ..LeadFilter::default()
+    };
+    let p = store.query(&tenant, &window, &PageStart::Number(1), 50).await.unwrap();
+    assert_eq!(p.total, 5, "leads 5..=9 fall in the window");
+    assert_eq!(
+        store
+            .query(&other, &all, &PageStart::Number(1), 50)
+            .await
+            .unwrap()
+            .total,
+        5,
+        "tenants apart"
     );
 }

@@ -677,6 +677,23 @@ impl shared::store::LeadStore for ThrottledLeads {
     async fn list_all(&self, t: &TenantId) -> Result<Vec<StoredLead>, shared::store::StoreError> {
         self.inner.list_all(t).await
     }
+    async fn query(
+        &self,
+        t: &TenantId,
+        filter: &shared::lead_query::LeadFilter,
+        start: &shared::lead_query::PageStart,
+        size: u32,
+    ) -> Result<shared::lead_query::LeadPage, shared::store::StoreError> {
+        self.inner.query(t, filter, start, size).await
+    }
+    async fn append_history(
+        &self,
+        t: &TenantId,
+        id: &shared::lead::LeadId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), shared::store::LeadUpdateError> {
+        self.inner.append_history(t, id, entries).await
+    }
     async fn update_operator_fields(
         &self,
         t: &TenantId,

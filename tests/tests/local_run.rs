@@ -100,6 +100,38 @@ async fn the_readme_walk_through_works_on_the_local_run() {
     }
     assert_eq!(total, expected, "the scheduler stored every demo lead");
 
+    // The lead API serves them, scoped like API Gateway would.
+    let page: Value = http
+        .get(format!(
+            "{base}/api/v1/lead/douyin/leads?size=5&source=oceanengine_clue"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"]["total"], 150, "{page}");
+    assert_eq!(page["data"]["records"].as_array().unwrap().len(), 5);
+    let narrow = http
+        .get(format!(
+            "{base}/local/token?tenant=demo-tenant&scopes=lead:douyin:auth:get_url"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = http
+        .get(format!("{base}/api/v1/lead/douyin/leads"))
+        .bearer_auth(&narrow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "the local token layer enforces scopes");
+
     let other: Value = http
         .get(format!("{base}/local/connections"))
         .bearer_auth(

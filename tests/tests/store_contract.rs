@@ -39,6 +39,18 @@ async fn embedded_lead_store_meets_the_contract() {
 }
 
 #[tokio::test]
+async fn embedded_lead_queries_meet_the_contract() {
+    contract::lead_queries(&MemoryLeadStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_lead_queries_meet_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::lead_queries(&DynamoLeadStore::new(aws.dynamodb, tables.leads)).await;
+}
+
+#[tokio::test]
 async fn embedded_sync_ledger_meets_the_contract() {
     let store = MemoryConnectionStore::default();
     contract::sync_ledger(&store, &store).await;

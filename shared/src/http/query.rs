@@ -22,6 +22,11 @@ impl QueryParams {
         Ok(Self(pairs))
     }
 
+    /// Every parameter name given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+
     /// The value of `name`; an empty value reads as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

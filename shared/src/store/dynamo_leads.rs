@@ -12,8 +12,11 @@ use super::dynamo::tenant_pk;
 use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, UPSERT_BATCH, UpsertReport};
 use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::Select;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -43,11 +46,6 @@ impl DynamoLeadStore {
 
 pub(crate) fn lead_sk(id: &LeadId) -> String {
     format!("LEAD#{id}")
-}
-
-/// Sorts as text in time order: zero-padded milliseconds, then the id to break ties.
-pub fn created_key(at: DateTime<Utc>, id: &LeadId) -> String {
-    format!("{:013}#{id}", at.timestamp_millis().max(0))
 }
 
 fn phone_sk(phone: &str) -> String {
@@ -82,7 +80,7 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
     let mut item = key(tenant, &lead.lead_id);
     item.extend([
         ("tenant".to_owned(), s(tenant.as_str())),
-        ("createdKey".to_owned(), s(created_key(sort_time, &lead.lead_id))),
+        ("createdKey".to_owned(), s(sort_key(sort_time, &lead.lead_id))),
         ("leadId".to_owned(), s(lead.lead_id.as_str())),
         ("connectionId".to_owned(), s(lead.connection_id.as_str())),
         ("source".to_owned(), s(lead.source.as_str())),
@@ -138,7 +136,128 @@ fn decode(item: &Item) -> Result<StoredLead, StoreError> {
     })
 }
 
+/// A Query on `byCreatedAt` for one tenant's leads matching a filter, newest first. Time bounds
+/// are key conditions (cheap); the rest are filter expressions, which DynamoDB applies after
+/// reading: a keyword search costs the reads of every lead in the time range.
+fn filtered_query(client: &Client, table: &str, tenant: &TenantId, filter: &LeadFilter) -> QueryFluentBuilder {
+    let mut q = client
+        .query()
+        .table_name(table)
+        .index_name(CREATED_INDEX)
+        .scan_index_forward(false)
+        .expression_attribute_values(":t", s(tenant.as_str()));
+    let lo = filter.start.map(|t| format!("{:013}#", t.timestamp_millis().max(0)));
+    let hi = filter.end.map(|t| format!("{:013}#~", t.timestamp_millis().max(0)));
+    let key = match (&lo, &hi) {
+        (Some(_), Some(_)) => "tenant = :t AND createdKey BETWEEN :lo AND :hi",
+        (Some(_), None) => "tenant = :t AND createdKey >= :lo",
+        (None, Some(_)) => "tenant = :t AND createdKey <= :hi",
+        (None, None) => "tenant = :t",
+    };
+    q = q.key_condition_expression(key);
+    if let Some(lo) = lo {
+        q = q.expression_attribute_values(":lo", s(lo));
+    }
+    if let Some(hi) = hi {
+        q = q.expression_attribute_values(":hi", s(hi));
+    }
+    let mut conditions = Vec::new();
+    if let Some(status) = filter.status {
+        conditions.push("#status = :status");
+        q = q
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()));
+    }
+    if let Some(source) = filter.source {
+        conditions.push("#source = :source");
+        q = q
+            .expression_attribute_names("#source", "source")
+            .expression_attribute_values(":source", s(source.as_str()));
+    }
+    if let Some(connection) = &filter.connection_id {
+        conditions.push("connectionId = :conn");
+        q = q.expression_attribute_values(":conn", s(connection.as_str()));
+    }
+    if let Some(keyword) = &filter.keyword {
+        conditions.push(
+            "(contains(#f.#name, :kw) OR contains(#f.#nick, :kw) OR contains(#f.#phone, :kw) \
+             OR contains(#f.#remark, :kw) OR contains(notes, :kw))",
+        );
+        q = q
+            .expression_attribute_names("#f", "fields")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_names("#nick", "nickname")
+            .expression_attribute_names("#phone", "phone")
+            .expression_attribute_names("#remark", "remark")
+            .expression_attribute_values(":kw", s(keyword));
+    }
+    if !conditions.is_empty() {
+        q = q.filter_expression(conditions.join(" AND "));
+    }
+    q
+}
+
+/// The index position of a lead: its table key and its index key.
+fn index_key(tenant: &TenantId, cursor: &Cursor) -> Item {
+    let mut k = key(tenant, &cursor.lead_id);
+    k.insert("tenant".to_owned(), s(tenant.as_str()));
+    k.insert("createdKey".to_owned(), s(&cursor.created_key));
+    k
+}
+
+fn is_filtered(filter: &LeadFilter) -> bool {
+    filter.keyword.is_some() || filter.status.is_some() || filter.source.is_some() || filter.connection_id.is_some()
+}
+
 impl DynamoLeadStore {
+    /// Leads matching the filter, counted by DynamoDB (no item leaves it).
+    async fn count(&self, tenant: &TenantId, filter: &LeadFilter) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = filtered_query(&self.client, &self.table, tenant, filter)
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("count leads", e))?;
+            total += out.count.max(0) as u64;
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// The position just before match number `skip` (0-based), reading keys only.
+    async fn position_after(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        skip: u64,
+    ) -> Result<Option<Item>, StoreError> {
+        let mut seen = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = filtered_query(&self.client, &self.table, tenant, filter)
+                .projection_expression("pk, sk, tenant, createdKey")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("page leads", e))?;
+            for item in out.items() {
+                seen += 1;
+                if seen == skip {
+                    return Ok(Some(item.clone()));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(None),
+            }
+        }
+    }
+
     /// `attributes` of the items under `sort_keys` that exist, by sort key; batches of 100,
     /// unprocessed keys retried with backoff.
     async fn batch_get(
@@ -250,7 +369,7 @@ impl DynamoLeadStore {
         let mut sets = "SET #fields = :fields, #raw = :raw, contentHash = :hash, updatedAt = :now".to_owned();
         if let Some(created) = lead.fields.created_at {
             sets.push_str(", createdKey = :created");
-            update = update.expression_attribute_values(":created", s(created_key(created, &lead.lead_id)));
+            update = update.expression_attribute_values(":created", s(sort_key(created, &lead.lead_id)));
         }
         let expression = sets;
         update
@@ -358,6 +477,89 @@ impl LeadStore for DynamoLeadStore {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(leads),
             }
+        }
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        start: &PageStart,
+        size: u32,
+    ) -> Result<LeadPage, StoreError> {
+        let total = self.count(tenant, filter).await?;
+        let (mut position, skipped) = match start {
+            PageStart::After(cursor) => (Some(index_key(tenant, cursor)), None),
+            PageStart::Number(n) => {
+                let skip = u64::from(n.max(&1) - 1) * u64::from(size);
+                if skip >= total {
+                    return Ok(LeadPage {
+                        records: Vec::new(),
+                        total,
+                        next: None,
+                    });
+                }
+                let position = if skip == 0 {
+                    None
+                } else {
+                    self.position_after(tenant, filter, skip).await?
+                };
+                (position, Some(skip))
+            }
+        };
+        // Unfiltered, a page is exactly `size` items; filtered, read more per request.
+        let limit = if is_filtered(filter) { 500 } else { size as i32 };
+        let mut records = Vec::new();
+        let mut exhausted = false;
+        while records.len() < size as usize && !exhausted {
+            let out = filtered_query(&self.client, &self.table, tenant, filter)
+                .limit(limit)
+                .set_exclusive_start_key(position.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("page leads", e))?;
+            for item in out.items() {
+                if records.len() < size as usize {
+                    records.push(decode(item)?);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => position = Some(k),
+                _ => exhausted = true,
+            }
+            if let Some(last) = records.last() {
+                position = Some(index_key(tenant, &Cursor::of(last)));
+            }
+        }
+        let more = match skipped {
+            Some(skip) => skip + (records.len() as u64) < total,
+            None => !exhausted || records.len() == size as usize,
+        };
+        let next = if more { records.last().map(Cursor::of) } else { None };
+        Ok(LeadPage { records, total, next })
+    }
+
+    async fn append_history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), LeadUpdateError> {
+        let history = serde_json::to_value(entries).map_err(|e| StoreError::new("encode history", e))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, lead_id)))
+            .update_expression("SET history = list_append(history, :entries)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":entries", from_json(&history))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if super::attr::is_condition_failed(&e) => Err(LeadUpdateError::NotFound),
+            Err(e) => Err(sdk_error("append history", e).into()),
         }
     }
 

@@ -4,7 +4,8 @@
 use super::memory::lock;
 use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, TaskStore, UPSERT_BATCH, UpsertReport};
 use crate::domain::TenantId;
-use crate::lead::{LeadId, LeadRecord, LeadStatus, StoredLead};
+use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead};
+use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart};
 use crate::task::SyncTask;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -99,6 +100,52 @@ impl LeadStore for MemoryLeadStore {
             .collect();
         leads.sort_by(|a, b| (b.sort_time(), &b.lead_id).cmp(&(a.sort_time(), &a.lead_id)));
         Ok(leads)
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        start: &PageStart,
+        size: u32,
+    ) -> Result<LeadPage, StoreError> {
+        let matched: Vec<StoredLead> = self
+            .list_all(tenant)
+            .await?
+            .into_iter()
+            .filter(|l| filter.matches(l))
+            .collect();
+        let from = match start {
+            PageStart::Number(n) => (n.max(&1) - 1) as usize * size as usize,
+            PageStart::After(cursor) => matched
+                .iter()
+                .position(|l| Cursor::of(l).created_key < cursor.created_key)
+                .unwrap_or(matched.len()),
+        };
+        let records: Vec<StoredLead> = matched.iter().skip(from).take(size as usize).cloned().collect();
+        let next = (from + records.len() < matched.len())
+            .then(|| records.last().map(Cursor::of))
+            .flatten();
+        Ok(LeadPage {
+            records,
+            total: matched.len() as u64,
+            next,
+        })
+    }
+
+    async fn append_history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), LeadUpdateError> {
+        let mut all = lock(&self.leads);
+        let lead = all
+            .get_mut(&(tenant.clone(), lead_id.clone()))
+            .ok_or(LeadUpdateError::NotFound)?;
+        lead.history.extend(entries.iter().cloned());
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn update_operator_fields(

@@ -13,6 +13,7 @@ pub mod token_codec;
 
 use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use crate::lead_query::{LeadFilter, LeadPage, PageStart};
 use crate::task::SyncTask;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -150,6 +151,23 @@ pub trait LeadStore: Send + Sync {
 
     /// Every lead of the tenant, newest first (by platform creation time).
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError>;
+
+    /// One page of the tenant's leads matching `filter`, newest first, with the total.
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        filter: &LeadFilter,
+        start: &PageStart,
+        size: u32,
+    ) -> Result<LeadPage, StoreError>;
+
+    /// Records events that change nothing else (a phone reveal); the version stays.
+    async fn append_history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), LeadUpdateError>;
 
     /// Applies an operator change if `expected_version` is current; returns the updated lead.
     async fn update_operator_fields(

@@ -1,0 +1,22 @@
+use shared::aws::AwsClients;
+use shared::clock::SystemClock;
+use shared::http::identity::with_api_gateway_identity;
+use shared::sync::SyncStores;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = shared::Config::from_env()?;
+    let aws = AwsClients::from_env().await;
+    let stores = SyncStores::aws(&aws, &config);
+    let api = leads_api::LeadsApi {
+        leads: stores.leads,
+        tasks: stores.tasks,
+        connections: stores.connections,
+        ledger: stores.ledger,
+        clock: Arc::new(SystemClock),
+    };
+    let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);
+    lambda_http::run(router).await
+}

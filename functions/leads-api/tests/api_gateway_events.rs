@@ -1,0 +1,356 @@
+//! The leads-api router driven by real API Gateway HTTP API (v2) events with JWT authorizer data,
+//! over the embedded stores.
+
+use axum::body::to_bytes;
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use shared::clock::SystemClock;
+use shared::domain::{ConnectionId, TenantId};
+use shared::http::identity::with_api_gateway_identity;
+use shared::lead::{LeadFields, LeadRecord, LeadSource, PlatformLead};
+use shared::store::memory::MemoryConnectionStore;
+use shared::store::memory_leads::{MemoryLeadStore, MemoryTaskStore};
+use shared::store::{LeadStore, TaskStore};
+use shared::task::{Strategy, SyncTask, Trigger};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const FIXTURE: &str = include_str!("../../../tests/fixtures/events/apigw-v2-leads-api.json");
+/// The fixture's tenant claim (`sub`).
+const TENANT: &str = "tenant-42";
+
+struct App {
+    leads: Arc<MemoryLeadStore>,
+    tasks: Arc<MemoryTaskStore>,
+    router: axum::Router,
+}
+
+fn lead(tenant: &TenantId, i: i64) -> LeadRecord {
+    LeadRecord::new(
+        tenant,
+        &ConnectionId::from_stored("c_fixture"),
+        PlatformLead {
+            source: if i % 2 == 0 {
+                LeadSource::Feiyu
+            } else {
+                LeadSource::OceanEngineClue
+            },
+            source_lead_id: format!("{}", 7_000_000_000_000_000_000i64 + i),
+            fields: LeadFields {
+                name: Some(format!("客户{i}")),
+                phone: Some(format!("138{:08}", i)),
+                clue_type: "FORM".into(),
+                created_at: Some(Utc::now() - Duration::hours(i)),
+                ..LeadFields::default()
+            },
+            raw: json!({"telephone": format!("138{:08}", i)}),
+        },
+    )
+}
+
+async fn app(leads_per_tenant: i64) -> App {
+    let leads = Arc::new(MemoryLeadStore::default());
+    let tasks = Arc::new(MemoryTaskStore::default());
+    for tenant in [TENANT, "someone-else"] {
+        let t = TenantId::new(tenant);
+        let batch: Vec<LeadRecord> = (0..leads_per_tenant).map(|i| lead(&t, i)).collect();
+        leads.upsert(&t, &batch, Utc::now()).await.unwrap();
+    }
+    let connections = Arc::new(MemoryConnectionStore::default());
+    let api = leads_api::LeadsApi {
+        leads: leads.clone(),
+        tasks: tasks.clone(),
+        connections: connections.clone(),
+        ledger: connections,
+        clock: Arc::new(SystemClock),
+    };
+    App {
+        leads,
+        tasks,
+        router: with_api_gateway_identity(leads_api::router(Arc::new(api)), "sub"),
+    }
+}
+
+/// A request built from the fixture: method, path (under the base), query and body replaced.
+async fn call(
+    app: &App,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&str>,
+    edit: impl FnOnce(&mut Value),
+) -> (u16, Value) {
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    let full = format!("{}{path}", leads_api::BASE);
+    event["rawPath"] = json!(full);
+    event["requestContext"]["http"]["path"] = json!(full);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["routeKey"] = json!(format!("{method} {full}"));
+    event["rawQueryString"] = json!(query);
+    let params: serde_json::Map<String, Value> = url_pairs(query).into_iter().map(|(k, v)| (k, json!(v))).collect();
+    event["queryStringParameters"] = Value::Object(params);
+    if let Some(body) = body {
+        event["body"] = json!(body);
+        event["headers"]["content-type"] = json!("application/json");
+    }
+    edit(&mut event);
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = to_bytes(response.into_body(), 1 << 22).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.replace("%2B", "+").replace("%3A", ":"))
+        })
+        .collect()
+}
+
+fn scopes(event: &mut Value, scopes: &[&str]) {
+    event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!(scopes);
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] = json!(scopes.join(" "));
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["leadId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_newest_first_with_masked_phones_and_pages_and_cursors_agree() {
+    let app = app(25).await;
+    let (status, body) = call(&app, "GET", "/leads", "page=1&size=10", None, |_| {}).await;
+    assert_eq!(status, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(
+        (
+            data["total"].as_u64(),
+            data["size"].as_u64(),
+            data["current"].as_u64(),
+            data["pages"].as_u64()
+        ),
+        (Some(25), Some(10), Some(1), Some(3))
+    );
+    assert_eq!(data["records"][0]["name"], json!("客户0"), "newest first");
+    assert_eq!(data["records"][0]["phone"], json!("138****0000"));
+    assert_eq!(
+        data["records"][1]["sourceLeadId"],
+        json!("7000000000000000001"),
+        "ids stay strings"
+    );
+    assert!(data["records"][0].get("raw").is_none());
+
+    let mut by_pages = Vec::new();
+    for page in 1..=3 {
+        let (_, body) = call(&app, "GET", "/leads", &format!("page={page}&size=10"), None, |_| {}).await;
+        by_pages.extend(ids(&body));
+    }
+    let mut by_cursor = Vec::new();
+    let mut query = "size=10".to_owned();
+    loop {
+        let (status, body) = call(&app, "GET", "/leads", &query, None, |_| {}).await;
+        assert_eq!(status, 200, "{body}");
+        by_cursor.extend(ids(&body));
+        match body["data"]["nextCursor"].as_str() {
+            Some(c) => query = format!("size=10&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(by_pages.len(), 25);
+    assert_eq!(by_pages, by_cursor, "page and cursor walks agree");
+
+    let (_, body) = call(&app, "GET", "/leads", "source=feiyu&keyword=客户1", None, |e| {
+        e["queryStringParameters"]["keyword"] = json!("客户1");
+    })
+    .await;
+    let names: Vec<&str> = body["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("客户1")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_list_input_is_a_400_naming_the_field() {
+    let app = app(3).await;
+    for (query, field) in [
+        ("size=101", "size"),
+        ("status=DONE", "status"),
+        ("cursor=nope", "cursor"),
+        ("startTime=today", "startTime"),
+        ("x=1", "query"),
+    ] {
+        let (status, body) = call(&app, "GET", "/leads", query, None, |_| {}).await;
+        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{query}: {body}");
+        assert!(body["errorCode"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn identity_and_scopes_are_enforced() {
+    let app = app(1).await;
+    let (status, _) = call(&app, "GET", "/leads", "", None, |e| {
+        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    })
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&app, "GET", "/leads", "", None, |e| {
+        scopes(e, &["lead:douyin:auth:get_url"])
+    })
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(
+        &app,
+        "PATCH",
+        "/leads/l_x",
+        "",
+        Some(r#"{"status":"CONTACTED","version":1}"#),
+        |e| scopes(e, &["lead:douyin:leads:view"]),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn a_lead_reveals_its_phone_only_with_the_scope_and_records_it() {
+    let app = app(2).await;
+    let t = TenantId::new(TENANT);
+    let id = lead(&t, 1).lead_id;
+    let (status, body) = call(&app, "GET", &format!("/leads/{id}"), "", None, |e| {
+        scopes(e, &["lead:douyin:leads:view"])
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["phone"], json!("138****0001"));
+    assert!(body["data"].get("raw").is_none(), "the raw record can hold a phone");
+    let (_, body) = call(&app, "GET", &format!("/leads/{id}"), "", None, |_| {}).await;
+    assert_eq!(body["data"]["phone"], json!("13800000001"));
+    assert_eq!(body["data"]["history"][0]["action"], json!("PHONE_REVEALED"));
+    let stored = app.leads.get(&t, &id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.history.len(), stored.version),
+        (1, 1),
+        "recorded without a new version"
+    );
+
+    let other = lead(&TenantId::new("someone-else"), 1).lead_id;
+    let (status, body) = call(&app, "GET", &format!("/leads/{other}"), "", None, |_| {}).await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (404, Some("LEAD_NOT_FOUND")),
+        "another tenant's lead is not found"
+    );
+}
+
+#[tokio::test]
+async fn status_work_follows_the_workflow_and_versions() {
+    let app = app(1).await;
+    let id = lead(&TenantId::new(TENANT), 0).lead_id;
+    let path = format!("/leads/{id}");
+    let (status, body) = call(
+        &app,
+        "PATCH",
+        &path,
+        "",
+        Some(r#"{"status":"CONTACTED","notes":"called","version":1}"#),
+        |_| {},
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["data"]["status"].as_str(), body["data"]["version"].as_u64()),
+        (Some("CONTACTED"), Some(2))
+    );
+    assert_eq!(body["data"]["history"][0]["from"], json!("NEW"));
+    assert_eq!(body["data"]["history"][0]["actor"], json!(TENANT));
+
+    let (status, body) = call(
+        &app,
+        "PATCH",
+        &path,
+        "",
+        Some(r#"{"status":"CONVERTED","version":1}"#),
+        |_| {},
+    )
+    .await;
+    assert_eq!((status, body["errorCode"].as_str()), (409, Some("VERSION_CONFLICT")));
+    let (status, body) = call(
+        &app,
+        "PATCH",
+        &path,
+        "",
+        Some(r#"{"status":"NEW","version":2}"#),
+        |_| {},
+    )
+    .await;
+    assert_eq!((status, body["errorCode"].as_str()), (409, Some("ILLEGAL_STATUS_MOVE")));
+    for (payload, field) in [
+        ("{not json", "body"),
+        (r#"{"status":"CONVERTED"}"#, "version"),
+        (r#"{"status":"DONE","version":2}"#, "status"),
+        (r#"{"version":2,"owner":"x"}"#, "body"),
+        (r#"{"version":2}"#, "body"),
+    ] {
+        let (status, body) = call(&app, "PATCH", &path, "", Some(payload), |_| {}).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{payload}: {body}"
+        );
+    }
+    let long = json!({"notes": "记".repeat(2001), "version": 2}).to_string();
+    let (status, body) = call(&app, "PATCH", &path, "", Some(&long), |_| {}).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("notes")));
+    let huge = json!({"notes": "x".repeat(20_000), "version": 2}).to_string();
+    let (status, body) = call(&app, "PATCH", &path, "", Some(&huge), |_| {}).await;
+    assert_eq!((status, body["errorCode"].as_str()), (400, Some("BODY_TOO_LARGE")));
+    let (status, _) = call(
+        &app,
+        "PATCH",
+        "/leads/l_missing",
+        "",
+        Some(r#"{"status":"INVALID","version":1}"#),
+        |_| {},
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn sync_tasks_are_read_within_the_tenant() {
+    let app = app(0).await;
+    let task = SyncTask::new(
+        "t_1".into(),
+        TenantId::new(TENANT),
+        ConnectionId::from_stored("c_1"),
+        Trigger::Manual,
+        Strategy::Full,
+        Utc::now(),
+        Duration::days(1),
+    );
+    app.tasks.put(&task).await.unwrap();
+    let (status, body) = call(&app, "GET", "/sync/tasks/t_1", "", None, |_| {}).await;
+    assert_eq!(
+        (status, body["data"]["taskId"].as_str(), body["data"]["status"].as_str()),
+        (200, Some("t_1"), Some("PENDING"))
+    );
+    let (status, body) = call(&app, "GET", "/sync/tasks/t_2", "", None, |_| {}).await;
+    assert_eq!((status, body["errorCode"].as_str()), (404, Some("TASK_NOT_FOUND")));
+    let (status, _) = call(&app, "GET", "/accounts", "", None, |_| {}).await;
+    assert_eq!(status, 200);
+}
