@@ -8,6 +8,7 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
 }
 
 impl AwsClients {
@@ -17,6 +18,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
         }
     }
 }

@@ -141,6 +141,8 @@ pub struct SyncConfig {
     pub oceanengine_sources: Vec<crate::lead::LeadSource>,
     /// The fan-out queue; without it the scheduler syncs due connections itself.
     pub queue_url: Option<String>,
+    /// The EventBridge bus on-demand `SyncRequested` events go to.
+    pub event_bus: String,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +246,7 @@ impl Config {
                 refresh_renew_ahead: r.secs("REFRESH_TOKEN_RENEW_AHEAD_DAYS", 5, 0..=29) * 86_400,
                 oceanengine_sources: r.oceanengine_sources("OCEANENGINE_LEAD_SOURCES"),
                 queue_url: r.optional("SYNC_QUEUE_URL"),
+                event_bus: r.name("LEADS_EVENT_BUS", "default"),
             },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };

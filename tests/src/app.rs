@@ -10,6 +10,7 @@ use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
 use shared::store::{AppCredentialsSource, ConnectionStore, LeadStore, StateStore, SyncLedger, TaskStore, TokenVault};
 use shared::sync::SyncStores;
+use shared::sync::requests::SyncRequests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -61,7 +62,13 @@ impl StoreSet {
 }
 
 /// Every function's routes, behind the local token layer that stands in for API Gateway.
-pub fn routes(config: &shared::Config, stores: &StoreSet, clock: Arc<dyn Clock>, jwt: LocalJwt) -> Router {
+pub fn routes(
+    config: &shared::Config,
+    stores: &StoreSet,
+    requests: Arc<dyn SyncRequests>,
+    clock: Arc<dyn Clock>,
+    jwt: LocalJwt,
+) -> Router {
     let start = auth_url::service(config, stores.states.clone(), clock.clone());
     let finish = auth_callback::service(
         config,
@@ -78,6 +85,8 @@ pub fn routes(config: &shared::Config, stores: &StoreSet, clock: Arc<dyn Clock>,
         tasks: stores.tasks.clone(),
         connections: stores.connections.clone(),
         ledger: stores.ledger.clone(),
+        requests,
+        task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         clock: clock.clone(),
     };
     auth_url::routes(Arc::new(start))

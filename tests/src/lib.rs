@@ -11,3 +11,4 @@ pub mod log_capture;
 pub mod moto;
 pub mod sim;
 pub mod sync_harness;
+pub mod sync_requests;

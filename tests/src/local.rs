@@ -101,9 +101,10 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
         .with_state(LocalState {
             jwt: jwt.clone(),
             stores: stores.clone(),
-            engine,
+            engine: engine.clone(),
         });
-    Ok(app::routes(&config, &stores, Arc::new(SystemClock), jwt)
+    let requests = Arc::new(crate::sync_requests::InProcessSyncRequests(engine.clone()));
+    Ok(app::routes(&config, &stores, requests, Arc::new(SystemClock), jwt)
         .merge(local)
         .nest("/sim", sim.router())
         .fallback(route_not_found))

@@ -55,7 +55,8 @@ async fn harness_with(adjust: impl FnOnce(&mut std::collections::HashMap<String,
     let config = shared::Config::from_lookup(|k| env.get(k).cloned()).expect("valid config");
     let stores = StoreSet::aws(&aws, &config);
     let jwt = LocalJwt::new("integration-test-key", "sub");
-    let router = app::routes(&config, &stores, Arc::new(SystemClock), jwt.clone()).fallback(route_not_found);
+    let requests = Arc::new(devkit::sync_requests::RecordedSyncRequests::default());
+    let router = app::routes(&config, &stores, requests, Arc::new(SystemClock), jwt.clone()).fallback(route_not_found);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

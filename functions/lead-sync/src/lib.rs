@@ -10,7 +10,7 @@ use shared::sync::{SyncEngine, SyncOutcome, SyncRequest};
 use tokio::time::Instant;
 
 /// The `detail-type` of on-demand sync events.
-pub const SYNC_REQUESTED: &str = "SyncRequested";
+pub const SYNC_REQUESTED: &str = shared::sync::requests::EVENT_DETAIL_TYPE;
 
 #[derive(Debug)]
 pub enum Invocation {

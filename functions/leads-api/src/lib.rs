@@ -8,15 +8,21 @@ pub mod view;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use shared::clock::Clock;
 use shared::domain::TenantId;
+use shared::domain::{Connection, ConnectionId, ConnectionStatus, Provider};
 use shared::http::{ApiError, Identity, QueryParams, ok, route_not_found};
 use shared::lead::{HistoryEntry, LeadId, LeadStatus, StoredLead};
 use shared::store::{ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, SyncLedger, TaskStore};
+use shared::sync::SyncRequest;
+use shared::sync::requests::SyncRequests;
+use shared::task::{Strategy, SyncTask, TaskStatus, Trigger, new_task_id};
 use std::sync::Arc;
 
 pub const BASE: &str = "/api/v1/lead/douyin";
@@ -33,6 +39,8 @@ pub struct LeadsApi {
     pub tasks: Arc<dyn TaskStore>,
     pub connections: Arc<dyn ConnectionStore>,
     pub ledger: Arc<dyn SyncLedger>,
+    pub requests: Arc<dyn SyncRequests>,
+    pub task_ttl: chrono::Duration,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -44,6 +52,7 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(&format!("{BASE}/leads"), get(list_leads))
         .route(&format!("{BASE}/leads/{{leadId}}"), get(get_lead).patch(patch_lead))
         .route(&format!("{BASE}/sync/tasks/{{taskId}}"), get(get_task))
+        .route(&format!("{BASE}/fans/sync"), post(start_sync))
         .route(&format!("{BASE}/accounts"), get(list_accounts))
         .with_state(api)
 }
@@ -136,8 +145,7 @@ async fn patch_lead(
             format!("the body may be at most {MAX_BODY_BYTES} bytes"),
         ));
     }
-    let patch: PatchBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("INVALID_JSON", "body", format!("the body is not a lead change: {e}")))?;
+    let patch: PatchBody = json_body(&body)?;
     let version = patch.version.ok_or_else(|| {
         ApiError::bad_request(
             "VERSION_REQUIRED",
@@ -233,6 +241,123 @@ fn version_conflict(current: u64) -> ApiError {
         "VERSION_CONFLICT",
         format!("the lead changed meanwhile (now version {current}); read it again"),
     )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SyncBody {
+    douyin_user_id: Option<String>,
+    connection_id: Option<String>,
+    sync_strategy: Option<String>,
+}
+
+/// Reads a small JSON body; every problem is a 400 on `body`.
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::bad_request(
+            "BODY_TOO_LARGE",
+            "body",
+            format!("the body may be at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("INVALID_JSON", "body", format!("the body does not fit this route: {e}")))
+}
+
+fn connection_not_found() -> ApiError {
+    ApiError::not_found("CONNECTION_NOT_FOUND", "no such connection")
+}
+
+/// The caller's connection named by id, or by the Douyin user (open_id) it authorises.
+async fn resolve_connection(api: &LeadsApi, tenant: &TenantId, body: &SyncBody) -> Result<Connection, ApiError> {
+    match (&body.connection_id, &body.douyin_user_id) {
+        (Some(id), _) => api
+            .connections
+            .get(tenant, &ConnectionId::from_stored(id.as_str()))
+            .await
+            .map_err(|e| internal("get connection", &e))?
+            .ok_or_else(connection_not_found),
+        (None, Some(user)) => api
+            .connections
+            .list(tenant)
+            .await
+            .map_err(|e| internal("list connections", &e))?
+            .into_iter()
+            .find(|c| c.provider == Provider::Douyin && c.external_account_id == *user)
+            .ok_or_else(connection_not_found),
+        (None, None) => Err(ApiError::bad_request(
+            "CONNECTION_REQUIRED",
+            "connectionId",
+            "give connectionId or douyinUserId",
+        )),
+    }
+}
+
+/// `POST /fans/sync`: records a task and asks lead-sync to run it; 202 either way, with the
+/// running task when one already holds the connection.
+async fn start_sync(State(api): Api, identity: Identity, body: Bytes) -> Result<Response, ApiError> {
+    identity.require(SCOPE_SYNC)?;
+    let body: SyncBody = json_body(&body)?;
+    let strategy = match body.sync_strategy.as_deref() {
+        None | Some("INCREMENTAL") => Strategy::Incremental,
+        Some("FULL") => Strategy::Full,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "INVALID_STRATEGY",
+                "syncStrategy",
+                "syncStrategy must be INCREMENTAL or FULL",
+            ));
+        }
+    };
+    let connection = resolve_connection(&api, &identity.tenant, &body).await?;
+    if connection.status != ConnectionStatus::Active {
+        return Err(ApiError::conflict(
+            "CONNECTION_NOT_ACTIVE",
+            format!(
+                "the connection is {}; authorise it again first",
+                connection.status.as_str()
+            ),
+        ));
+    }
+    let now = api.clock.now();
+    let info = api
+        .ledger
+        .sync_info(&connection.tenant, &connection.id)
+        .await
+        .map_err(|e| internal("read sync info", &e))?;
+    if let Some(lease) = info.lease.filter(|l| l.until > now) {
+        let accepted = json!({"taskId": lease.holder, "status": TaskStatus::Processing, "message": "a sync of this connection is already running"});
+        return Ok((StatusCode::ACCEPTED, ok(accepted)).into_response());
+    }
+    let task = SyncTask::new(
+        new_task_id(),
+        identity.tenant.clone(),
+        connection.id.clone(),
+        Trigger::Manual,
+        strategy,
+        now,
+        api.task_ttl,
+    );
+    api.tasks.put(&task).await.map_err(|e| internal("record task", &e))?;
+    let request = SyncRequest {
+        tenant: task.tenant.clone(),
+        connection_id: task.connection_id.clone(),
+        task_id: Some(task.task_id.clone()),
+        trigger: Trigger::Manual,
+        strategy,
+    };
+    if let Err(e) = api.requests.request(&request).await {
+        let failed = SyncTask {
+            status: TaskStatus::Failed,
+            error: Some("the sync could not be requested".into()),
+            finished_at: Some(now),
+            ..task
+        };
+        let _ = api.tasks.put(&failed).await;
+        return Err(internal("request sync", &e));
+    }
+    let accepted = json!({"taskId": task.task_id, "status": task.status, "message": "sync requested"});
+    Ok((StatusCode::ACCEPTED, ok(accepted)).into_response())
 }
 
 async fn get_task(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -2,6 +2,7 @@ use shared::aws::AwsClients;
 use shared::clock::SystemClock;
 use shared::http::identity::with_api_gateway_identity;
 use shared::sync::SyncStores;
+use shared::sync::requests::EventBridgeSyncRequests;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -15,6 +16,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         tasks: stores.tasks,
         connections: stores.connections,
         ledger: stores.ledger,
+        requests: Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &config.sync.event_bus)),
+        task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         clock: Arc::new(SystemClock),
     };
     let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);

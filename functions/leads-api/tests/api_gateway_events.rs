@@ -22,7 +22,21 @@ const TENANT: &str = "tenant-42";
 struct App {
     leads: Arc<MemoryLeadStore>,
     tasks: Arc<MemoryTaskStore>,
+    connections: Arc<MemoryConnectionStore>,
+    requests: Arc<Recorded>,
     router: axum::Router,
+}
+
+/// Records sync requests instead of putting events on a bus.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<shared::sync::SyncRequest>>);
+
+#[async_trait::async_trait]
+impl shared::sync::requests::SyncRequests for Recorded {
+    async fn request(&self, r: &shared::sync::SyncRequest) -> Result<(), shared::store::StoreError> {
+        self.0.lock().unwrap().push(r.clone());
+        Ok(())
+    }
 }
 
 fn lead(tenant: &TenantId, i: i64) -> LeadRecord {
@@ -57,16 +71,21 @@ async fn app(leads_per_tenant: i64) -> App {
         leads.upsert(&t, &batch, Utc::now()).await.unwrap();
     }
     let connections = Arc::new(MemoryConnectionStore::default());
+    let requests = Arc::new(Recorded::default());
     let api = leads_api::LeadsApi {
         leads: leads.clone(),
         tasks: tasks.clone(),
         connections: connections.clone(),
-        ledger: connections,
+        ledger: connections.clone(),
+        requests: requests.clone(),
+        task_ttl: Duration::days(30),
         clock: Arc::new(SystemClock),
     };
     App {
         leads,
         tasks,
+        connections,
+        requests,
         router: with_api_gateway_identity(leads_api::router(Arc::new(api)), "sub"),
     }
 }
@@ -353,4 +372,77 @@ async fn sync_tasks_are_read_within_the_tenant() {
     assert_eq!((status, body["errorCode"].as_str()), (404, Some("TASK_NOT_FOUND")));
     let (status, _) = call(&app, "GET", "/accounts", "", None, |_| {}).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_sync_request_records_a_task_and_asks_for_it_once() {
+    use shared::store::{ConnectionStore, SyncLedger};
+    let app = app(0).await;
+    let now = Utc::now();
+    let t = TenantId::new(TENANT);
+    let id = ConnectionId::derive(&t, shared::domain::Provider::Douyin, "open-fixture");
+    let connection = shared::domain::Connection {
+        id: id.clone(),
+        tenant: t.clone(),
+        provider: shared::domain::Provider::Douyin,
+        external_account_id: "open-fixture".into(),
+        advertiser_ids: vec![],
+        scopes: vec![],
+        status: shared::domain::ConnectionStatus::Active,
+        secret_id: "s".into(),
+        access_expires_at: now,
+        refresh_expires_at: now,
+        created_at: now,
+        updated_at: now,
+    };
+    app.connections.upsert(&connection).await.unwrap();
+
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/fans/sync",
+        "",
+        Some(r#"{"douyinUserId":"open-fixture","syncStrategy":"FULL"}"#),
+        |_| {},
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["data"]["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(body["data"]["status"], json!("PENDING"));
+    let task = app.tasks.get(&t, &task_id).await.unwrap().expect("task recorded");
+    assert_eq!((task.strategy, task.trigger), (Strategy::Full, Trigger::Manual));
+    let asked = app.requests.0.lock().unwrap().clone();
+    assert_eq!((asked.len(), asked[0].task_id.as_deref()), (1, Some(task_id.as_str())));
+
+    // A run holds the connection: the answer names it instead of queueing another.
+    app.connections
+        .acquire_lease(&t, &id, &task_id, now + Duration::minutes(5), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/fans/sync",
+        "",
+        Some(&json!({"connectionId": id}).to_string()),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["taskId"].as_str(), body["data"]["status"].as_str()),
+        (202, Some(task_id.as_str()), Some("PROCESSING"))
+    );
+    assert_eq!(app.requests.0.lock().unwrap().len(), 1);
+
+    for (payload, code) in [
+        (r#"{"connectionId":"c_nobody"}"#, 404),
+        (r#"{"douyinUserId":"open-other"}"#, 404),
+        (r#"{}"#, 400),
+        (r#"{"connectionId":"c_x","syncStrategy":"SOMETIMES"}"#, 400),
+        (r#"{"connectionId":1}"#, 400),
+    ] {
+        let (status, body) = call(&app, "POST", "/fans/sync", "", Some(payload), |_| {}).await;
+        assert_eq!(status, code, "{payload}: {body}");
+    }
 }

@@ -1,0 +1,265 @@
+//! The lead API against moto with leads the lead sync pulled from the simulator: filters and
+//! paging over real DynamoDB queries, tenant isolation, status work, and a sync requested through
+//! EventBridge that lead-sync then runs to completion.
+
+use axum::body::{Body, to_bytes};
+use chrono::Duration;
+use devkit::connections::bind_laike;
+use devkit::local_auth::{self, ALL_SCOPES, LocalJwt};
+use devkit::sim::SimSource;
+use devkit::sync_harness::SyncHarness;
+use serde_json::{Value, json};
+use shared::clock::SystemClock;
+use shared::domain::TenantId;
+use shared::sync::requests::{EVENT_DETAIL_TYPE, EVENT_SOURCE, EventBridgeSyncRequests};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+struct Api {
+    router: axum::Router,
+    jwt: LocalJwt,
+}
+
+impl Api {
+    async fn call(&self, tenant: &str, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let token = self.jwt.mint(tenant, ALL_SCOPES, Duration::hours(1));
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{uri}", leads_api::BASE))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = to_bytes(response.into_body(), 1 << 24).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>) -> Api {
+    let jwt = LocalJwt::new("lead-api-test", &h.config.tenant_claim);
+    let api = leads_api::LeadsApi {
+        leads: h.stores.leads.clone(),
+        tasks: h.stores.tasks.clone(),
+        connections: h.stores.connections.clone(),
+        ledger: h.stores.ledger.clone(),
+        requests,
+        task_ttl: Duration::days(30),
+        clock: Arc::new(SystemClock),
+    };
+    let router =
+        leads_api::router(Arc::new(api)).layer(axum::middleware::from_fn_with_state(jwt.clone(), local_auth::layer));
+    Api { router, jwt }
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["leadId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn synced_leads_are_listed_filtered_paged_and_worked_per_tenant() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let api = api(&h, Arc::new(devkit::sync_requests::RecordedSyncRequests::default()));
+    let tenant = devkit::moto::unique("tenant");
+    let t = TenantId::new(&tenant);
+    let account = format!(
+        "73{}",
+        &devkit::moto::unique("")[1..].replace(|c: char| !c.is_ascii_digit(), "7")
+    );
+    h.sim.seed_leads(SimSource::Laike, &account, 57, Duration::days(10));
+    let connection = bind_laike(&h.config, &h.stores, &t, &account).await;
+    h.sync(&h.engine(), &connection).await;
+
+    let (status, first) = api.call(&tenant, "GET", "/leads?size=20", None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        (first["data"]["total"].as_u64(), first["data"]["pages"].as_u64()),
+        (Some(57), Some(3))
+    );
+    let mut by_page = Vec::new();
+    for page in 1..=3 {
+        let (_, body) = api
+            .call(&tenant, "GET", &format!("/leads?size=20&page={page}"), None)
+            .await;
+        by_page.extend(ids(&body));
+    }
+    let mut by_cursor = ids(&first);
+    let mut cursor = first["data"]["nextCursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let (_, body) = api
+            .call(&tenant, "GET", &format!("/leads?size=20&cursor={c}"), None)
+            .await;
+        by_cursor.extend(ids(&body));
+        cursor = body["data"]["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(by_page.len(), 57);
+    assert_eq!(by_page, by_cursor, "page and cursor walks agree");
+    let expected: Vec<String> = h
+        .sim
+        .leads(SimSource::Laike, &account)
+        .iter()
+        .map(|l| l.clue_id.clone())
+        .collect();
+    let (_, body) = api.call(&tenant, "GET", "/leads?size=100", None).await;
+    let listed: Vec<String> = body["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sourceLeadId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, expected, "newest first, as the platform holds them");
+
+    // Work one lead, then filter on it.
+    let lead_id = by_page[3].clone();
+    let (status, body) = api
+        .call(
+            &tenant,
+            "PATCH",
+            &format!("/leads/{lead_id}"),
+            Some(json!({"status": "CONTACTED", "notes": "约周六到店", "version": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            &tenant,
+            "PATCH",
+            &format!("/leads/{lead_id}"),
+            Some(json!({"status": "INVALID", "version": 1})),
+        )
+        .await;
+    assert_eq!((status, body["errorCode"].as_str()), (409, Some("VERSION_CONFLICT")));
+    let (_, body) = api.call(&tenant, "GET", "/leads?status=CONTACTED", None).await;
+    assert_eq!(ids(&body), vec![lead_id.clone()]);
+    let (_, body) = api
+        .call(
+            &tenant,
+            "GET",
+            "/leads?keyword=%E5%91%A8%E5%85%AD%E5%88%B0%E5%BA%97",
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["total"], 1, "keyword matches notes: {body}");
+    let phone = h.sim.leads(SimSource::Laike, &account)[0].phone.clone();
+    let (_, body) = api.call(&tenant, "GET", &format!("/leads?keyword={phone}"), None).await;
+    assert!(
+        body["data"]["total"].as_u64().unwrap() >= 1,
+        "keyword matches phone digits"
+    );
+
+    // Another tenant sees nothing of it.
+    let (_, body) = api.call("someone-else", "GET", "/leads", None).await;
+    assert_eq!(body["data"]["total"], 0);
+    let (status, _) = api
+        .call("someone-else", "GET", &format!("/leads/{lead_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .call(
+            "someone-else",
+            "PATCH",
+            &format!("/leads/{lead_id}"),
+            Some(json!({"status": "INVALID", "version": 2})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, body) = api.call(&tenant, "GET", "/accounts", None).await;
+    assert_eq!(body["data"][0]["provider"], json!("laike"));
+    assert!(body["data"][0]["lastSuccessAt"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_sync_requested_through_eventbridge_runs_to_completion() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let aws = h.aws.clone().unwrap();
+    let bus = devkit::moto::unique("leads-bus");
+    aws.events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus");
+    let queue_url = aws
+        .sqs
+        .create_queue()
+        .queue_name(devkit::moto::unique("sync-requested"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let pattern = json!({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}).to_string();
+    aws.events
+        .put_rule()
+        .name("sync-requested")
+        .event_bus_name(&bus)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap();
+    aws.events
+        .put_targets()
+        .rule("sync-requested")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let api = api(&h, Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &bus)));
+    let tenant = devkit::moto::unique("tenant");
+    let t = TenantId::new(&tenant);
+    h.sim
+        .seed_leads(SimSource::Laike, "7343082414312370001", 14, Duration::days(5));
+    let connection = bind_laike(&h.config, &h.stores, &t, "7343082414312370001").await;
+
+    let (status, body) = api
+        .call(
+            &tenant,
+            "POST",
+            "/fans/sync",
+            Some(json!({"connectionId": connection.id, "syncStrategy": "FULL"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let task_id = body["data"]["taskId"].as_str().unwrap().to_owned();
+    let (_, body) = api.call(&tenant, "GET", &format!("/sync/tasks/{task_id}"), None).await;
+    assert_eq!(body["data"]["status"], json!("PENDING"));
+
+    // What EventBridge delivered is exactly what lead-sync receives.
+    let message = aws.sqs.receive_message().queue_url(&queue_url).send().await.unwrap();
+    let event: Value = serde_json::from_str(message.messages()[0].body().unwrap()).expect("the event as JSON");
+    let answer = lead_sync::handle(&h.engine(), None, &event, None)
+        .await
+        .expect("lead-sync runs it");
+    assert_eq!(answer["status"], json!("COMPLETED"), "{answer}");
+    let (_, body) = api.call(&tenant, "GET", &format!("/sync/tasks/{task_id}"), None).await;
+    assert_eq!(body["data"]["status"], json!("COMPLETED"), "{body}");
+    assert_eq!(body["data"]["sources"]["laike"]["created"], json!(14));
+    let (status, _) = api
+        .call("someone-else", "GET", &format!("/sync/tasks/{task_id}"), None)
+        .await;
+    assert_eq!(status, 404, "tasks are per tenant");
+}
