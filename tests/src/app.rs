@@ -85,6 +85,7 @@ pub fn routes(
         tasks: stores.tasks.clone(),
         connections: stores.connections.clone(),
         ledger: stores.ledger.clone(),
+        vault: stores.vault.clone(),
         requests,
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         clock: clock.clone(),

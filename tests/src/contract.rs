@@ -105,6 +105,13 @@ pub async fn token_vault(vault: &dyn TokenVault) {
         Some(&second),
         "the newest version is current"
     );
+
+    vault.schedule_deletion(&id).await.expect("schedule deletion");
+    assert!(
+        vault.get_tokens(&id).await.unwrap().is_none(),
+        "a deleted secret is not served"
+    );
+    vault.schedule_deletion(&id).await.expect("deleting twice is fine");
 }
 
 fn connection(tenant: &str, provider: Provider, external: &str) -> Connection {
@@ -406,7 +413,16 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
         "no longer scheduled"
     );
 
+    assert!(ledger.disable(&tenant, &c.id, t0).await.unwrap());
+    assert_eq!(
+        connections.get(&tenant, &c.id).await.unwrap().unwrap().status,
+        ConnectionStatus::Disabled
+    );
     let ghost = ConnectionId::from_stored("c_missing");
+    assert!(
+        !ledger.disable(&tenant, &ghost, t0).await.unwrap(),
+        "disabling nothing says so"
+    );
     ledger
         .advance_watermark(&tenant, &ghost, LeadSource::Feiyu, t0)
         .await

@@ -44,6 +44,7 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         tasks: h.stores.tasks.clone(),
         connections: h.stores.connections.clone(),
         ledger: h.stores.ledger.clone(),
+        vault: h.stores.vault.clone(),
         requests,
         task_ttl: Duration::days(30),
         clock: Arc::new(SystemClock),
@@ -172,6 +173,55 @@ async fn synced_leads_are_listed_filtered_paged_and_worked_per_tenant() {
     let (_, body) = api.call(&tenant, "GET", "/accounts", None).await;
     assert_eq!(body["data"][0]["provider"], json!("laike"));
     assert!(body["data"][0]["lastSuccessAt"].is_string(), "{body}");
+
+    // Disconnecting stops the syncs and keeps the leads; nobody else can disconnect it.
+    let path = format!("/accounts/{}", connection.id);
+    let (status, _) = api.call("someone-else", "DELETE", &path, None).await;
+    assert_eq!(status, 404);
+    let (status, body) = api.call(&tenant, "DELETE", &path, None).await;
+    assert_eq!(
+        (status, body["data"]["status"].as_str()),
+        (200, Some("DISABLED")),
+        "{body}"
+    );
+    let (status, _) = api.call(&tenant, "DELETE", &path, None).await;
+    assert_eq!(status, 200, "disconnecting twice is fine");
+    let (_, body) = api.call(&tenant, "GET", "/leads", None).await;
+    assert_eq!(body["data"]["total"], 57, "the leads stay");
+    let report = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert_eq!(report.due, 0, "a disconnected account is not synced");
+}
+
+#[tokio::test]
+async fn disconnecting_schedules_the_token_secret_for_deletion() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let api = api(&h, Arc::new(devkit::sync_requests::RecordedSyncRequests::default()));
+    let tenant = devkit::moto::unique("tenant");
+    let t = TenantId::new(&tenant);
+    let connection =
+        devkit::connections::register_feiyu(&h.config, &h.stores, &t, "1664750332600001", "tok", "key").await;
+    assert!(
+        h.stores
+            .vault
+            .get_tokens(&connection.secret_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (status, body) = api
+        .call(&tenant, "DELETE", &format!("/accounts/{}", connection.id), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        h.stores
+            .vault
+            .get_tokens(&connection.secret_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "the secret is on its way out"
+    );
+    assert!(!body.to_string().contains("key"), "no credential in the answer");
 }
 
 #[tokio::test]

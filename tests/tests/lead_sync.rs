@@ -513,6 +513,10 @@ impl shared::store::TokenVault for FlakyVault {
     async fn get_tokens(&self, id: &str) -> Result<Option<shared::domain::TokenSet>, shared::store::StoreError> {
         self.inner.get_tokens(id).await
     }
+
+    async fn schedule_deletion(&self, id: &str) -> Result<(), shared::store::StoreError> {
+        self.inner.schedule_deletion(id).await
+    }
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use shared::domain::TenantId;
 use shared::domain::{Connection, ConnectionId, ConnectionStatus, Provider};
 use shared::http::{ApiError, Identity, QueryParams, ok, route_not_found};
 use shared::lead::{HistoryEntry, LeadId, LeadStatus, StoredLead};
-use shared::store::{ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, SyncLedger, TaskStore};
+use shared::store::{ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, SyncLedger, TaskStore, TokenVault};
 use shared::sync::SyncRequest;
 use shared::sync::requests::SyncRequests;
 use shared::task::{Strategy, SyncTask, TaskStatus, Trigger, new_task_id};
@@ -30,6 +30,8 @@ pub const SCOPE_VIEW: &str = "lead:douyin:leads:view";
 pub const SCOPE_PHONE: &str = "lead:douyin:leads:phone";
 pub const SCOPE_EDIT: &str = "lead:douyin:leads:edit";
 pub const SCOPE_SYNC: &str = "lead:douyin:fans:sync";
+/// Connecting and disconnecting accounts share one scope.
+pub const SCOPE_CONNECT: &str = "lead:douyin:auth:get_url";
 pub const MAX_NOTES_CHARS: usize = 2000;
 /// PATCH bodies are a status, notes and a version: anything bigger is not one.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -39,6 +41,7 @@ pub struct LeadsApi {
     pub tasks: Arc<dyn TaskStore>,
     pub connections: Arc<dyn ConnectionStore>,
     pub ledger: Arc<dyn SyncLedger>,
+    pub vault: Arc<dyn TokenVault>,
     pub requests: Arc<dyn SyncRequests>,
     pub task_ttl: chrono::Duration,
     pub clock: Arc<dyn Clock>,
@@ -54,6 +57,10 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(&format!("{BASE}/sync/tasks/{{taskId}}"), get(get_task))
         .route(&format!("{BASE}/fans/sync"), post(start_sync))
         .route(&format!("{BASE}/accounts"), get(list_accounts))
+        .route(
+            &format!("{BASE}/accounts/{{connectionId}}"),
+            axum::routing::delete(disconnect),
+        )
         .with_state(api)
 }
 
@@ -395,4 +402,35 @@ async fn list_accounts(State(api): Api, identity: Identity) -> Result<Response, 
         }));
     }
     Ok(ok(rows))
+}
+
+/// `DELETE /accounts/{connectionId}`: no more syncs, the token secret scheduled for deletion,
+/// the leads kept. Disconnecting twice is fine.
+async fn disconnect(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {
+    identity.require(SCOPE_CONNECT)?;
+    let id = ConnectionId::from_stored(id);
+    let connection = api
+        .connections
+        .get(&identity.tenant, &id)
+        .await
+        .map_err(|e| internal("get connection", &e))?
+        .ok_or_else(connection_not_found)?;
+    let disabled = api
+        .ledger
+        .disable(&identity.tenant, &id, api.clock.now())
+        .await
+        .map_err(|e| internal("disable connection", &e))?;
+    if !disabled {
+        return Err(connection_not_found());
+    }
+    // 来客 connections read with the app token and have no secret of their own.
+    if !connection.secret_id.is_empty() {
+        api.vault
+            .schedule_deletion(&connection.secret_id)
+            .await
+            .map_err(|e| internal("delete connection secret", &e))?;
+    }
+    Ok(ok(
+        json!({"connectionId": id, "status": ConnectionStatus::Disabled, "leadsKept": true}),
+    ))
 }

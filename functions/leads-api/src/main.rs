@@ -16,6 +16,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         tasks: stores.tasks,
         connections: stores.connections,
         ledger: stores.ledger,
+        vault: stores.vault,
         requests: Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &config.sync.event_bus)),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         clock: Arc::new(SystemClock),

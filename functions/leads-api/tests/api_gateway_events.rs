@@ -77,6 +77,12 @@ async fn app(leads_per_tenant: i64) -> App {
         tasks: tasks.clone(),
         connections: connections.clone(),
         ledger: connections.clone(),
+        vault: Arc::new(shared::store::memory::MemoryTokenVault::new(
+            shared::domain::AppCredentials {
+                douyin_client_secret: shared::secret::Secret::new("d"),
+                oceanengine_secret: shared::secret::Secret::new("o"),
+            },
+        )),
         requests: requests.clone(),
         task_ttl: Duration::days(30),
         clock: Arc::new(SystemClock),

@@ -146,6 +146,23 @@ impl SyncLedger for DynamoConnectionStore {
             .await
     }
 
+    async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = self
+            .update_existing(tenant, id)
+            .update_expression("SET #status = :status, updatedAt = :now")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(ConnectionStatus::Disabled.as_str()))
+            .expression_attribute_values(":now", time(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("disable connection", e)),
+        }
+    }
+
     async fn mark_reauth_required(
         &self,
         tenant: &TenantId,

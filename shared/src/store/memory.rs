@@ -76,6 +76,11 @@ impl TokenVault for MemoryTokenVault {
         let current = lock(&self.secrets).get(secret_id).and_then(|v| v.last().cloned());
         current.as_deref().map(token_codec::decode).transpose()
     }
+
+    async fn schedule_deletion(&self, secret_id: &str) -> Result<(), StoreError> {
+        lock(&self.secrets).remove(secret_id);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -230,6 +235,16 @@ impl SyncLedger for MemoryConnectionStore {
             info.last_error = run.error.clone();
         });
         Ok(())
+    }
+
+    async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.with_sync(tenant, id, |_, row| {
+            row.status = ConnectionStatus::Disabled;
+            row.updated_at = now;
+            found = true;
+        });
+        Ok(found)
     }
 
     async fn mark_reauth_required(

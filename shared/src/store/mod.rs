@@ -73,6 +73,10 @@ pub trait StateStore: Send + Sync {
 pub trait TokenVault: Send + Sync {
     async fn put_tokens(&self, secret_id: &str, tokens: &TokenSet) -> Result<(), StoreError>;
     async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError>;
+
+    /// The connection is gone: its secret is deleted after the recovery window (Secrets
+    /// Manager's 7 days at the shortest), so a mistaken disconnect can still be undone.
+    async fn schedule_deletion(&self, secret_id: &str) -> Result<(), StoreError>;
 }
 
 /// The deployment's app credentials, read once per container.
@@ -234,6 +238,9 @@ pub trait SyncLedger: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// The tenant disconnected it: no more syncs; its leads stay. `false` when it does not exist.
+    async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The grant is gone: the connection stops syncing until the merchant authorises again.
     async fn mark_reauth_required(

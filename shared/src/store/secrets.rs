@@ -39,6 +39,23 @@ impl TokenVault for SecretsManagerVault {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|se| se.is_resource_not_found_exception()) => {}
+            // Scheduled for deletion by a disconnect: reconnecting brings it back.
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_invalid_request_exception()) => {
+                self.client
+                    .restore_secret()
+                    .secret_id(secret_id)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::new("restore connection secret", DisplayErrorContext(e)))?;
+                self.client
+                    .put_secret_value()
+                    .secret_id(secret_id)
+                    .secret_string(&value)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::new("put connection secret", DisplayErrorContext(e)))?;
+                return Ok(());
+            }
             Err(e) => return Err(StoreError::new("put connection secret", DisplayErrorContext(e))),
         }
         let created = self
@@ -66,12 +83,34 @@ impl TokenVault for SecretsManagerVault {
         }
     }
 
+    async fn schedule_deletion(&self, secret_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(secret_id)
+            .recovery_window_in_days(7)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone or going (a repeated disconnect, or a connection that never had tokens).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception() || se.is_invalid_request_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::new("delete connection secret", DisplayErrorContext(e))),
+        }
+    }
+
     async fn get_tokens(&self, secret_id: &str) -> Result<Option<TokenSet>, StoreError> {
         let out = match self.client.get_secret_value().secret_id(secret_id).send().await {
             Ok(out) => out,
+            // Missing, or scheduled for deletion by a disconnect: no tokens either way.
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+                    .is_some_and(|se| se.is_resource_not_found_exception() || se.is_invalid_request_exception()) =>
             {
                 return Ok(None);
             }
