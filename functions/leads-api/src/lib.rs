@@ -2,6 +2,7 @@
 //! the tenant's connections. Every route needs the JWT authorizer's identity and a scope; every
 //! read is scoped to the caller's tenant, and another tenant's lead is simply not found.
 
+pub mod export;
 pub mod params;
 pub mod view;
 
@@ -29,6 +30,7 @@ pub const BASE: &str = "/api/v1/lead/douyin";
 pub const SCOPE_VIEW: &str = "lead:douyin:leads:view";
 pub const SCOPE_PHONE: &str = "lead:douyin:leads:phone";
 pub const SCOPE_EDIT: &str = "lead:douyin:leads:edit";
+pub const SCOPE_EXPORT: &str = "lead:douyin:leads:export";
 pub const SCOPE_SYNC: &str = "lead:douyin:fans:sync";
 /// Connecting and disconnecting accounts share one scope.
 pub const SCOPE_CONNECT: &str = "lead:douyin:auth:get_url";
@@ -53,6 +55,7 @@ type Api = State<Arc<LeadsApi>>;
 pub fn routes(api: Arc<LeadsApi>) -> Router {
     Router::new()
         .route(&format!("{BASE}/leads"), get(list_leads))
+        .route(&format!("{BASE}/leads/export"), get(export_leads))
         .route(&format!("{BASE}/leads/{{leadId}}"), get(get_lead).patch(patch_lead))
         .route(&format!("{BASE}/sync/tasks/{{taskId}}"), get(get_task))
         .route(&format!("{BASE}/fans/sync"), post(start_sync))
@@ -90,6 +93,22 @@ async fn list_leads(State(api): Api, identity: Identity, RawQuery(raw): RawQuery
         "records": records, "total": page.total, "size": query.size, "current": query.current,
         "pages": pages, "nextCursor": page.next.map(|c| c.encode()),
     })))
+}
+
+/// `GET /leads/export`: the list's filters (paging parameters are checked and ignored), as CSV.
+async fn export_leads(State(api): Api, identity: Identity, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    identity.require(SCOPE_EXPORT)?;
+    let query = params::ListQuery::parse(&QueryParams::parse(raw.as_deref())?)?;
+    let reveal = identity.scopes.contains(SCOPE_PHONE);
+    let body = export::body(api.leads.clone(), identity.tenant.clone(), query.filter, reveal);
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+        (
+            axum::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"leads.csv\"",
+        ),
+    ];
+    Ok((headers, body).into_response())
 }
 
 async fn find(api: &LeadsApi, tenant: &TenantId, id: &str) -> Result<StoredLead, ApiError> {

@@ -452,3 +452,32 @@ async fn a_sync_request_records_a_task_and_asks_for_it_once() {
         assert_eq!(status, code, "{payload}: {body}");
     }
 }
+
+#[tokio::test]
+async fn export_is_csv_with_a_bom_masked_phones_and_text_ids() {
+    let app = app(3).await;
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    let full = format!("{}/leads/export", leads_api::BASE);
+    event["rawPath"] = json!(full);
+    event["requestContext"]["http"]["path"] = json!(full);
+    event["rawQueryString"] = json!("source=feiyu");
+    event["queryStringParameters"] = json!({"source": "feiyu"});
+    scopes(&mut event, &["lead:douyin:leads:export"]);
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = String::from_utf8(to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let text = text.strip_prefix('\u{feff}').expect("a BOM for Excel");
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0][..3], ["leadId", "source", "sourceLeadId"]);
+    assert_eq!(rows.len(), 1 + 2, "header and the two Feiyu leads (0 and 2)");
+    assert_eq!(rows[1][2], "\t7000000000000000000", "ids as text");
+    assert_eq!(rows[1][6], "138****0000", "phones masked without the phone scope");
+    assert_eq!(rows[1][4], "客户0");
+    let (status, _) = call(&app, "GET", "/leads/export", "", None, |e| {
+        scopes(e, &["lead:douyin:leads:view"])
+    })
+    .await;
+    assert_eq!(status, 403);
+}
