@@ -87,6 +87,12 @@ pub fn routes(
         ledger: stores.ledger.clone(),
         vault: stores.vault.clone(),
         requests,
+        catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
+            config,
+            stores.credentials.clone(),
+            clock.clone(),
+        )),
+        secret_prefix: config.secrets.connection_prefix.clone(),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         clock: clock.clone(),
     };

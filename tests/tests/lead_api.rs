@@ -46,6 +46,12 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         ledger: h.stores.ledger.clone(),
         vault: h.stores.vault.clone(),
         requests,
+        catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
+            &h.config,
+            h.stores.credentials.clone(),
+            Arc::new(SystemClock),
+        )),
+        secret_prefix: h.config.secrets.connection_prefix.clone(),
         task_ttl: Duration::days(30),
         clock: Arc::new(SystemClock),
     };
@@ -312,4 +318,79 @@ async fn a_sync_requested_through_eventbridge_runs_to_completion() {
         .call("someone-else", "GET", &format!("/sync/tasks/{task_id}"), None)
         .await;
     assert_eq!(status, 404, "tasks are per tenant");
+}
+
+#[tokio::test]
+async fn feiyu_and_laike_accounts_are_verified_with_one_pull_before_they_are_saved() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let api = api(&h, Arc::new(devkit::sync_requests::RecordedSyncRequests::default()));
+    let tenant = devkit::moto::unique("tenant");
+    let t = TenantId::new(&tenant);
+    h.sim
+        .add_feiyu_account("1664750332609999", "feiyu-console-token", "feiyu-signature-key");
+    h.sim
+        .seed_leads(SimSource::Feiyu, "1664750332609999", 12, Duration::days(3));
+    h.sim
+        .seed_leads(SimSource::Laike, "7343082414312379999", 8, Duration::days(3));
+
+    let bad_key = json!({"advertiserId": "1664750332609999", "signatureKey": "wrong", "token": "feiyu-console-token"});
+    let (status, body) = api.call(&tenant, "POST", "/accounts/feiyu", Some(bad_key)).await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("FEIYU_REJECTED")),
+        "{body}"
+    );
+    assert_eq!(
+        body["platform"]["name"],
+        json!("feiyu"),
+        "the platform's answer is passed on"
+    );
+    assert!(h.stores.connections.list(&t).await.unwrap().is_empty(), "nothing saved");
+
+    let good = json!({"advertiserId": "1664750332609999", "signatureKey": "feiyu-signature-key", "token": "feiyu-console-token"});
+    let (status, body) = api.call(&tenant, "POST", "/accounts/feiyu", Some(good.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    let text = body.to_string();
+    assert!(
+        !text.contains("feiyu-signature-key") && !text.contains("feiyu-console-token"),
+        "never returned"
+    );
+    let (status, _) = api.call("someone-else", "POST", "/accounts/feiyu", Some(good)).await;
+    assert_eq!(status, 409, "one account, one tenant");
+
+    let (status, body) = api
+        .call(
+            &tenant,
+            "POST",
+            "/accounts/laike",
+            Some(json!({"accountId": "7343082414312370404"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("LAIKE_REJECTED")),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            &tenant,
+            "POST",
+            "/accounts/laike",
+            Some(json!({"accountId": "7343082414312379999"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (payload, field) in [
+        (json!({"accountId": "abc"}), "accountId"),
+        (json!({"accountId": "1", "extra": true}), "body"),
+    ] {
+        let (status, body) = api.call(&tenant, "POST", "/accounts/laike", Some(payload)).await;
+        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{body}");
+    }
+
+    // Both sync like any connection.
+    let report = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert_eq!((report.due, report.completed), (2, 2));
+    let (_, body) = api.call(&tenant, "GET", "/leads", None).await;
+    assert_eq!(body["data"]["total"], 20);
 }

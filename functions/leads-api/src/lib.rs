@@ -4,6 +4,7 @@
 
 pub mod export;
 pub mod params;
+pub mod register;
 pub mod view;
 
 use axum::Router;
@@ -45,11 +46,14 @@ pub struct LeadsApi {
     pub ledger: Arc<dyn SyncLedger>,
     pub vault: Arc<dyn TokenVault>,
     pub requests: Arc<dyn SyncRequests>,
+    /// The lead sources, to verify accounts registered without OAuth with one real pull.
+    pub catalog: Arc<shared::sync::catalog::SourceCatalog>,
+    pub secret_prefix: String,
     pub task_ttl: chrono::Duration,
     pub clock: Arc<dyn Clock>,
 }
 
-type Api = State<Arc<LeadsApi>>;
+pub(crate) type Api = State<Arc<LeadsApi>>;
 
 /// The routes without a fallback, for merging into a larger router (the local run).
 pub fn routes(api: Arc<LeadsApi>) -> Router {
@@ -60,6 +64,8 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(&format!("{BASE}/sync/tasks/{{taskId}}"), get(get_task))
         .route(&format!("{BASE}/fans/sync"), post(start_sync))
         .route(&format!("{BASE}/accounts"), get(list_accounts))
+        .route(&format!("{BASE}/accounts/feiyu"), post(register::register_feiyu))
+        .route(&format!("{BASE}/accounts/laike"), post(register::register_laike))
         .route(
             &format!("{BASE}/accounts/{{connectionId}}"),
             axum::routing::delete(disconnect),
@@ -71,7 +77,7 @@ pub fn router(api: Arc<LeadsApi>) -> Router {
     routes(api).fallback(route_not_found)
 }
 
-fn internal(context: &str, e: &dyn std::error::Error) -> ApiError {
+pub(crate) fn internal(context: &str, e: &dyn std::error::Error) -> ApiError {
     ApiError::internal(context, e)
 }
 
@@ -278,7 +284,7 @@ struct SyncBody {
 }
 
 /// Reads a small JSON body; every problem is a 400 on `body`.
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::bad_request(
             "BODY_TOO_LARGE",

@@ -2,6 +2,7 @@ use shared::aws::AwsClients;
 use shared::clock::SystemClock;
 use shared::http::identity::with_api_gateway_identity;
 use shared::sync::SyncStores;
+use shared::sync::catalog::SourceCatalog;
 use shared::sync::requests::EventBridgeSyncRequests;
 use std::sync::Arc;
 
@@ -11,6 +12,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = shared::Config::from_env()?;
     let aws = AwsClients::from_env().await;
     let stores = SyncStores::aws(&aws, &config);
+    let clock = Arc::new(SystemClock);
+    let catalog = SourceCatalog::from_config(&config, stores.credentials.clone(), clock.clone());
     let api = leads_api::LeadsApi {
         leads: stores.leads,
         tasks: stores.tasks,
@@ -18,8 +21,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         ledger: stores.ledger,
         vault: stores.vault,
         requests: Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &config.sync.event_bus)),
+        catalog: Arc::new(catalog),
+        secret_prefix: config.secrets.connection_prefix.clone(),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
-        clock: Arc::new(SystemClock),
+        clock,
     };
     let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);
     lambda_http::run(router).await

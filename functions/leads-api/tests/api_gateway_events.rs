@@ -72,18 +72,34 @@ async fn app(leads_per_tenant: i64) -> App {
     }
     let connections = Arc::new(MemoryConnectionStore::default());
     let requests = Arc::new(Recorded::default());
+    let env = std::collections::HashMap::from([
+        ("DOUYIN_CLIENT_KEY", "awfixturekey"),
+        ("OCEANENGINE_APP_ID", "1700000000000001"),
+        (
+            "OAUTH_CALLBACK_URL",
+            "https://api.example.com/api/v1/lead/douyin/auth/callback",
+        ),
+    ]);
+    let config = shared::Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+    let vault = Arc::new(shared::store::memory::MemoryTokenVault::new(
+        shared::domain::AppCredentials {
+            douyin_client_secret: shared::secret::Secret::new("d"),
+            oceanengine_secret: shared::secret::Secret::new("o"),
+        },
+    ));
     let api = leads_api::LeadsApi {
         leads: leads.clone(),
         tasks: tasks.clone(),
         connections: connections.clone(),
         ledger: connections.clone(),
-        vault: Arc::new(shared::store::memory::MemoryTokenVault::new(
-            shared::domain::AppCredentials {
-                douyin_client_secret: shared::secret::Secret::new("d"),
-                oceanengine_secret: shared::secret::Secret::new("o"),
-            },
-        )),
+        vault: vault.clone(),
         requests: requests.clone(),
+        catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
+            &config,
+            vault,
+            Arc::new(SystemClock),
+        )),
+        secret_prefix: "test/connections/".into(),
         task_ttl: Duration::days(30),
         clock: Arc::new(SystemClock),
     };

@@ -29,6 +29,13 @@ fn chrono(d: std::time::Duration) -> Duration {
 }
 
 impl SourceCatalog {
+    /// A catalog with its own HTTP client and Douyin client (and so its own client_token cache).
+    pub fn from_config(config: &Config, credentials: Arc<dyn AppCredentialsSource>, clock: Arc<dyn Clock>) -> Self {
+        let http = PlatformHttp::new(&config.http);
+        let douyin = DouyinClient::new(http.clone(), &config.douyin);
+        Self::new(config, &http, &douyin, credentials, clock)
+    }
+
     pub fn new(
         config: &Config,
         http: &PlatformHttp,
