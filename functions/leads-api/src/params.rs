@@ -9,7 +9,7 @@ use shared::lead_query::{Cursor, LeadFilter, PageStart};
 pub const MAX_SPAN_DAYS: i64 = 366;
 pub const MAX_KEYWORD_CHARS: usize = 64;
 pub const MAX_SIZE: u32 = 100;
-const KNOWN: &[&str] = &[
+pub const KNOWN: &[&str] = &[
     "startTime",
     "endTime",
     "keyword",
