@@ -160,6 +160,31 @@ async fn synced_leads_are_listed_filtered_paged_and_worked_per_tenant() {
         "keyword matches phone digits"
     );
 
+    // The export holds the same leads, parsed back from its CSV.
+    let token = api.jwt.mint(&tenant, ALL_SCOPES, Duration::hours(1));
+    let request = axum::http::Request::builder()
+        .uri(format!("{}/leads/export?status=CONTACTED", leads_api::BASE))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let csv = String::from_utf8(to_bytes(response.into_body(), 1 << 24).await.unwrap().to_vec()).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .map(|l| l.split(',').map(|c| c.trim_start_matches('\t').to_owned()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "header and the one CONTACTED lead");
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][16].as_str()),
+        (lead_id.as_str(), "CONTACTED")
+    );
+    assert_eq!(
+        rows[1][6].len(),
+        11,
+        "the phone column holds the full number: the token may reveal phones"
+    );
+
     // Another tenant sees nothing of it.
     let (_, body) = api.call("someone-else", "GET", "/leads", None).await;
     assert_eq!(body["data"]["total"], 0);

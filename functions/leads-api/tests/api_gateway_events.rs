@@ -497,3 +497,44 @@ async fn export_is_csv_with_a_bom_masked_phones_and_text_ids() {
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn registering_accounts_needs_the_admin_scope_and_a_well_formed_body() {
+    let app = app(0).await;
+    let body = r#"{"advertiserId":"1664750332606472","signatureKey":"k","token":"t"}"#;
+    let (status, _) = call(&app, "POST", "/accounts/feiyu", "", Some(body), |_| {}).await;
+    assert_eq!(status, 403, "the fixture token has no admin scope");
+    let admin = |e: &mut Value| scopes(e, &["lead:douyin:admin"]);
+    for (route, payload, field) in [
+        (
+            "/accounts/feiyu",
+            r#"{"advertiserId":"adv","signatureKey":"k","token":"t"}"#,
+            "advertiserId",
+        ),
+        (
+            "/accounts/feiyu",
+            r#"{"advertiserId":"1","signatureKey":"","token":"t"}"#,
+            "signatureKey",
+        ),
+        ("/accounts/feiyu", r#"{"advertiserId":"1","signatureKey":"k"}"#, "body"),
+        ("/accounts/laike", r#"{"accountId":""}"#, "accountId"),
+        ("/accounts/laike", "[]", "body"),
+    ] {
+        let (status, body) = call(&app, "POST", route, "", Some(payload), admin).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{route} {payload}: {body}"
+        );
+    }
+    let (status, body) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |e| {
+        scopes(e, &["lead:douyin:auth:get_url"])
+    })
+    .await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (404, Some("CONNECTION_NOT_FOUND"))
+    );
+    let (status, _) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |_| {}).await;
+    assert_eq!(status, 403, "disconnecting needs lead:douyin:auth:get_url");
+}

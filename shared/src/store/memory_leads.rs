@@ -5,11 +5,11 @@ use super::memory::lock;
 use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, TaskStore, UPSERT_BATCH, UpsertReport};
 use crate::domain::TenantId;
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead};
-use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart};
+use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use crate::task::SyncTask;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +18,8 @@ pub struct MemoryLeadStore {
     leads: Mutex<HashMap<(TenantId, LeadId), StoredLead>>,
     /// The lead each phone was first stored with, per tenant.
     phones: Mutex<HashMap<(TenantId, String), LeadId>>,
+    /// Each tenant's leads in sort-key order, as the byCreatedAt index keeps them.
+    order: Mutex<BTreeMap<(TenantId, String), LeadId>>,
     writes: AtomicU64,
 }
 
@@ -39,6 +41,7 @@ impl LeadStore for MemoryLeadStore {
         assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
         let mut all = lock(&self.leads);
         let mut phones = lock(&self.phones);
+        let mut order = lock(&self.order);
         let mut report = UpsertReport::default();
         for lead in leads {
             let key = (tenant.clone(), lead.lead_id.clone());
@@ -46,10 +49,12 @@ impl LeadStore for MemoryLeadStore {
                 if stored.content_hash == lead.content_hash {
                     report.unchanged += 1;
                 } else {
+                    order.remove(&(tenant.clone(), Cursor::of(stored).created_key));
                     stored.fields = lead.fields.clone();
                     stored.raw = lead.raw.clone();
                     stored.content_hash = lead.content_hash.clone();
                     stored.updated_at = now;
+                    order.insert((tenant.clone(), Cursor::of(stored).created_key), stored.lead_id.clone());
                     report.updated += 1;
                 }
                 continue;
@@ -61,6 +66,8 @@ impl LeadStore for MemoryLeadStore {
                 (*first != lead.lead_id).then(|| first.clone())
             });
             report.duplicates += u64::from(duplicate_of.is_some());
+            let at = lead.fields.created_at.unwrap_or(now);
+            order.insert((tenant.clone(), sort_key(at, &lead.lead_id)), lead.lead_id.clone());
             all.insert(
                 key,
                 StoredLead {
@@ -93,13 +100,10 @@ impl LeadStore for MemoryLeadStore {
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
-        let mut leads: Vec<StoredLead> = lock(&self.leads)
-            .values()
-            .filter(|l| &l.tenant == tenant)
-            .cloned()
-            .collect();
-        leads.sort_by(|a, b| (b.sort_time(), &b.lead_id).cmp(&(a.sort_time(), &a.lead_id)));
-        Ok(leads)
+        let (all, order) = (lock(&self.leads), lock(&self.order));
+        Ok(newest_first(&order, tenant, None)
+            .filter_map(|id| all.get(&(tenant.clone(), id.clone())).cloned())
+            .collect())
     }
 
     async fn query(
@@ -109,28 +113,21 @@ impl LeadStore for MemoryLeadStore {
         start: &PageStart,
         size: u32,
     ) -> Result<LeadPage, StoreError> {
-        let matched: Vec<StoredLead> = self
-            .list_all(tenant)
-            .await?
-            .into_iter()
-            .filter(|l| filter.matches(l))
-            .collect();
-        let from = match start {
-            PageStart::Number(n) => (n.max(&1) - 1) as usize * size as usize,
-            PageStart::After(cursor) => matched
-                .iter()
-                .position(|l| Cursor::of(l).created_key < cursor.created_key)
-                .unwrap_or(matched.len()),
+        let (all, order) = (lock(&self.leads), lock(&self.order));
+        let matching = |before: Option<&str>| {
+            newest_first(&order, tenant, before)
+                .filter_map(|id| all.get(&(tenant.clone(), id.clone())))
+                .filter(|l| filter.matches(l))
         };
-        let records: Vec<StoredLead> = matched.iter().skip(from).take(size as usize).cloned().collect();
-        let next = (from + records.len() < matched.len())
-            .then(|| records.last().map(Cursor::of))
-            .flatten();
-        Ok(LeadPage {
-            records,
-            total: matched.len() as u64,
-            next,
-        })
+        let total = matching(None).count() as u64;
+        let (skip, before) = match start {
+            PageStart::Number(n) => ((n.max(&1) - 1) as usize * size as usize, None),
+            PageStart::After(cursor) => (0, Some(cursor.created_key.as_str())),
+        };
+        let mut rest = matching(before).skip(skip);
+        let records: Vec<StoredLead> = rest.by_ref().take(size as usize).cloned().collect();
+        let next = rest.next().and(records.last()).map(Cursor::of);
+        Ok(LeadPage { records, total, next })
     }
 
     async fn append_history(
@@ -173,6 +170,17 @@ impl LeadStore for MemoryLeadStore {
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(lead.clone())
     }
+}
+
+/// The tenant's lead ids newest first, optionally only those sorting before `before`.
+fn newest_first<'a>(
+    order: &'a BTreeMap<(TenantId, String), LeadId>,
+    tenant: &TenantId,
+    before: Option<&str>,
+) -> impl Iterator<Item = &'a LeadId> + use<'a> {
+    let low = (tenant.clone(), String::new());
+    let high = (tenant.clone(), before.unwrap_or("~").to_owned());
+    order.range(low..high).rev().map(|(_, id)| id)
 }
 
 #[derive(Default)]
