@@ -81,14 +81,10 @@ impl ConnectionId {
     /// Derived from (tenant, provider, external account), so re-authorising the same account
     /// lands on the same connection and a replayed callback writes the same item.
     pub fn derive(tenant: &TenantId, provider: Provider, external_account_id: &str) -> Self {
-        let mut hash = Sha256::new();
-        for part in [tenant.as_str(), provider.as_str(), external_account_id] {
-            hash.update(part.as_bytes());
-            hash.update([0u8]);
-        }
-        let digest = hash.finalize();
-        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        Self(format!("c_{hex}"))
+        Self(derived_id(
+            "c_",
+            &[tenant.as_str(), provider.as_str(), external_account_id],
+        ))
     }
 
     pub fn from_stored(value: impl Into<String>) -> Self {
@@ -104,6 +100,18 @@ impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `prefix` and 96 bits of SHA-256 over the parts, each ended by a NUL so that ("ab", "c") and
+/// ("a", "bc") differ: stable ids for things identified by their parts.
+pub(crate) fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    let hex: String = hash.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
 }
 
 /// A pending consent: random, single use, bound to who asked and where they go back to.

@@ -205,12 +205,10 @@ impl LeadId {
     /// Derived from (tenant, source, source lead id): a re-pull of the same lead, by any
     /// connection of the tenant, lands on the same item.
     pub fn derive(tenant: &TenantId, source: LeadSource, source_lead_id: &str) -> Self {
-        let mut hash = Sha256::new();
-        for part in [tenant.as_str(), source.as_str(), source_lead_id] {
-            hash.update(part.as_bytes());
-            hash.update([0u8]);
-        }
-        Self(format!("l_{}", hex(&hash.finalize()[..12])))
+        Self(crate::domain::derived_id(
+            "l_",
+            &[tenant.as_str(), source.as_str(), source_lead_id],
+        ))
     }
 
     pub fn from_stored(value: impl Into<String>) -> Self {

@@ -49,6 +49,15 @@ impl StoreSet {
         }
     }
 
+    pub fn callback(&self) -> auth_callback::Stores {
+        auth_callback::Stores {
+            states: self.states.clone(),
+            vault: self.vault.clone(),
+            credentials: self.credentials.clone(),
+            connections: self.connections.clone(),
+        }
+    }
+
     pub fn sync(&self) -> SyncStores {
         SyncStores {
             connections: self.connections.clone(),
@@ -70,16 +79,7 @@ pub fn routes(
     jwt: LocalJwt,
 ) -> Router {
     let start = auth_url::service(config, stores.states.clone(), clock.clone());
-    let finish = auth_callback::service(
-        config,
-        auth_callback::Stores {
-            states: stores.states.clone(),
-            vault: stores.vault.clone(),
-            credentials: stores.credentials.clone(),
-            connections: stores.connections.clone(),
-        },
-        clock.clone(),
-    );
+    let finish = auth_callback::service(config, stores.callback(), clock.clone());
     let leads = leads_api::LeadsApi {
         leads: stores.leads.clone(),
         tasks: stores.tasks.clone(),

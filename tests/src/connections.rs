@@ -39,16 +39,7 @@ pub async fn connect_oauth(
         .expect("the consent page redirects back");
     let back = url::Url::parse(location).expect("redirect is a URL");
     let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
-    let finish = auth_callback::service(
-        config,
-        auth_callback::Stores {
-            states: stores.states.clone(),
-            vault: stores.vault.clone(),
-            credentials: stores.credentials.clone(),
-            connections: stores.connections.clone(),
-        },
-        Arc::new(SystemClock),
-    );
+    let finish = auth_callback::service(config, stores.callback(), Arc::new(SystemClock));
     finish
         .finish(CallbackParams {
             state: q.get("state").cloned(),

@@ -2,6 +2,7 @@
 //! helpers, the store contract suite and the local all-in-one server.
 
 pub mod app;
+pub mod bench;
 pub mod connections;
 pub mod contract;
 pub mod ddb_counter;

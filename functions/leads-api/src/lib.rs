@@ -20,7 +20,7 @@ use shared::clock::Clock;
 use shared::domain::TenantId;
 use shared::domain::{Connection, ConnectionId, ConnectionStatus, Provider};
 use shared::http::{ApiError, Identity, QueryParams, ok, route_not_found};
-use shared::lead::{HistoryEntry, LeadId, LeadStatus, StoredLead};
+use shared::lead::{HistoryEntry, LeadId, StoredLead};
 use shared::store::{ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, SyncLedger, TaskStore, TokenVault};
 use shared::sync::SyncRequest;
 use shared::sync::requests::SyncRequests;
@@ -185,19 +185,7 @@ async fn patch_lead(
             "version (from the lead you read) is required",
         )
     })?;
-    let status = patch
-        .status
-        .as_deref()
-        .map(|s| {
-            LeadStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(
-                    "INVALID_STATUS",
-                    "status",
-                    "status must be NEW, CONTACTED, CONVERTED or INVALID",
-                )
-            })
-        })
-        .transpose()?;
+    let status = patch.status.as_deref().map(params::parse_status).transpose()?;
     if patch
         .notes
         .as_ref()

@@ -64,6 +64,17 @@ fn number(
     }
 }
 
+/// A lead status named by the caller, in a query or a body.
+pub fn parse_status(raw: &str) -> Result<LeadStatus, ApiError> {
+    LeadStatus::parse(raw).ok_or_else(|| {
+        ApiError::bad_request(
+            "INVALID_STATUS",
+            "status",
+            "status must be NEW, CONTACTED, CONVERTED or INVALID",
+        )
+    })
+}
+
 impl ListQuery {
     pub fn parse(q: &QueryParams) -> Result<Self, ApiError> {
         if let Some(unknown) = q.names().find(|n| !KNOWN.contains(n)) {
@@ -103,18 +114,7 @@ impl ListQuery {
                 format!("keyword may be at most {MAX_KEYWORD_CHARS} characters"),
             ));
         }
-        let status = q
-            .get("status")
-            .map(|s| {
-                LeadStatus::parse(s).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "INVALID_STATUS",
-                        "status",
-                        "status must be NEW, CONTACTED, CONVERTED or INVALID",
-                    )
-                })
-            })
-            .transpose()?;
+        let status = q.get("status").map(parse_status).transpose()?;
         let source = q
             .get("source")
             .map(|s| {

@@ -7,6 +7,7 @@
 use axum::body::{Body, to_bytes};
 use chrono::{Duration, Utc};
 use devkit::app::{self, StoreSet};
+use devkit::bench::peak_rss_mb;
 use devkit::local_auth::{ALL_SCOPES, LocalJwt};
 use shared::clock::SystemClock;
 use shared::domain::{AppCredentials, ConnectionId, TenantId};
@@ -16,18 +17,6 @@ use shared::secret::Secret;
 use std::sync::Arc;
 use std::time::Instant;
 use tower::ServiceExt;
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 fn lead(tenant: &TenantId, i: usize) -> LeadRecord {
     LeadRecord::new(

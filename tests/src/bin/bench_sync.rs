@@ -7,6 +7,7 @@
 //! 2. CPU only: normalize + hash + phone dedupe of generated Ocean Engine records, in leads/s.
 
 use chrono::Duration;
+use devkit::bench::peak_rss_mb;
 use devkit::connections::connect_oauth;
 use devkit::sim::SimSource;
 use devkit::sync_harness::SyncHarness;
@@ -18,19 +19,6 @@ use std::time::Instant;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Peak resident set size of this process, from /proc (Linux).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn cpu_only(count: usize) {
