@@ -4,6 +4,18 @@
 use devkit::local::{self, LocalOptions};
 use serde_json::Value;
 
+/// GET with the caller's token, the answer as JSON.
+async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_readme_walk_through_works_on_the_local_run() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -58,15 +70,7 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         assert_eq!(http.get(&done).send().await.unwrap().status(), 200);
     }
 
-    let list: Value = http
-        .get(format!("{base}/local/connections"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&http, format!("{base}/local/connections"), &token).await;
     let providers: Vec<&str> = list["data"]
         .as_array()
         .unwrap()
@@ -81,15 +85,7 @@ async fn the_readme_walk_through_works_on_the_local_run() {
     let expected = 60 + 150 + 80;
     let mut total = 0;
     for _ in 0..60 {
-        let leads: Value = http
-            .get(format!("{base}/local/leads"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let leads: Value = get_json(&http, format!("{base}/local/leads"), &token).await;
         total = leads["data"]["total"].as_u64().unwrap();
         if total == expected {
             let text = leads.to_string();
