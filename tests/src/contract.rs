@@ -382,6 +382,7 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
                 at: t0,
                 succeeded: false,
                 error: Some("boom".into()),
+                created: 3,
             },
         )
         .await
@@ -390,6 +391,20 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
     assert_eq!(
         (info.last_sync_at, info.last_success_at, info.last_error.as_deref()),
         (Some(t0), None, Some("boom"))
+    );
+    let second = RunRecord {
+        task_id: "task-3".into(),
+        at: t0,
+        succeeded: true,
+        error: None,
+        created: 4,
+    };
+    ledger.record_run(&tenant, &c.id, &second).await.unwrap();
+    let info = ledger.sync_info(&tenant, &c.id).await.unwrap();
+    assert_eq!(
+        (info.lead_count, info.last_error, info.last_success_at),
+        (7, None, Some(t0)),
+        "counts add up"
     );
 
     assert_eq!(

@@ -204,6 +204,7 @@ async fn synced_leads_are_listed_filtered_paged_and_worked_per_tenant() {
     let (_, body) = api.call(&tenant, "GET", "/accounts", None).await;
     assert_eq!(body["data"][0]["provider"], json!("laike"));
     assert!(body["data"][0]["lastSuccessAt"].is_string(), "{body}");
+    assert_eq!(body["data"][0]["leadCount"], 57, "the connection's lead count");
 
     // Disconnecting stops the syncs and keeps the leads; nobody else can disconnect it.
     let path = format!("/accounts/{}", connection.id);

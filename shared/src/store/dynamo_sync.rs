@@ -95,6 +95,7 @@ impl SyncLedger for DynamoConnectionStore {
             last_success_at: get_opt_time(&item, "lastSuccessAt")?,
             last_error: get_opt_s(&item, "lastError"),
             last_task_id: get_opt_s(&item, "lastTaskId"),
+            lead_count: get_n(&item, "leadCount").unwrap_or(0).max(0) as u64,
             ..SyncInfo::default()
         };
         for (name, _) in item.iter().filter(|(k, _)| k.starts_with(WATERMARK_PREFIX)) {
@@ -134,13 +135,16 @@ impl SyncLedger for DynamoConnectionStore {
         if run.succeeded {
             sets.push("lastSuccessAt = :at");
         }
+        // ADD keeps the count right without reading it, whatever else writes the item.
+        let add = " ADD leadCount :created";
+        update = update.expression_attribute_values(":created", n(run.created as i64));
         let expression = match &run.error {
             Some(error) => {
                 sets.push("lastError = :error");
                 update = update.expression_attribute_values(":error", s(error));
-                format!("SET {}", sets.join(", "))
+                format!("SET {}{add}", sets.join(", "))
             }
-            None => format!("SET {} REMOVE lastError", sets.join(", ")),
+            None => format!("SET {} REMOVE lastError{add}", sets.join(", ")),
         };
         self.update_or_skip("record run", update.update_expression(expression))
             .await

@@ -229,6 +229,7 @@ impl SyncLedger for MemoryConnectionStore {
         self.with_sync(tenant, id, |info, _| {
             info.last_sync_at = Some(run.at);
             info.last_task_id = Some(run.task_id.clone());
+            info.lead_count += run.created;
             if run.succeeded {
                 info.last_success_at = Some(run.at);
             }

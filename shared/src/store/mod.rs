@@ -199,6 +199,8 @@ pub struct SyncInfo {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_task_id: Option<String>,
+    /// Leads this connection's syncs created (a count kept by addition, never by reading leads).
+    pub lead_count: u64,
 }
 
 /// How a run ended, for the connection's health.
@@ -208,6 +210,8 @@ pub struct RunRecord {
     pub at: DateTime<Utc>,
     pub succeeded: bool,
     pub error: Option<String>,
+    /// Leads the run created, added to the connection's lead count.
+    pub created: u64,
 }
 
 /// Sync bookkeeping on connections: leases, watermarks, health, and the scheduler's listing.

@@ -260,6 +260,7 @@ impl SyncEngine {
                     at: finished,
                     succeeded: task.status == TaskStatus::Completed,
                     error: task.error.clone(),
+                    created: task.totals().created,
                 },
             )
             .await?;
