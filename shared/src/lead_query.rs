@@ -69,7 +69,8 @@ impl Cursor {
     pub fn decode(text: &str) -> Option<Self> {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
         let (created_key, lead_id) = raw.split_once('|')?;
-        let well_formed = created_key.len() > 14
+        let well_formed = lead_id.len() <= 64
+            && created_key.len() > 14
             && created_key.as_bytes()[13] == b'#'
             && created_key[..13].bytes().all(|b| b.is_ascii_digit())
             && created_key[14..] == *lead_id

@@ -117,7 +117,16 @@ async fn export_leads(State(api): Api, identity: Identity, RawQuery(raw): RawQue
     Ok((headers, body).into_response())
 }
 
+/// Whether `id` could be one of our ids (`l_…`, `c_…`, `t_…`). Anything else cannot exist, and
+/// must not reach DynamoDB, whose key size limit would turn a silly id into a server error.
+fn plausible_id(id: &str, prefix: &str) -> bool {
+    id.starts_with(prefix) && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 async fn find(api: &LeadsApi, tenant: &TenantId, id: &str) -> Result<StoredLead, ApiError> {
+    if !plausible_id(id, "l_") {
+        return Err(lead_not_found());
+    }
     api.leads
         .get(tenant, &LeadId::from_stored(id))
         .await
@@ -291,6 +300,7 @@ fn connection_not_found() -> ApiError {
 /// The caller's connection named by id, or by the Douyin user (open_id) it authorises.
 async fn resolve_connection(api: &LeadsApi, tenant: &TenantId, body: &SyncBody) -> Result<Connection, ApiError> {
     match (&body.connection_id, &body.douyin_user_id) {
+        (Some(id), _) if !plausible_id(id, "c_") => Err(connection_not_found()),
         (Some(id), _) => api
             .connections
             .get(tenant, &ConnectionId::from_stored(id.as_str()))
@@ -382,6 +392,9 @@ async fn start_sync(State(api): Api, identity: Identity, body: Bytes) -> Result<
 
 async fn get_task(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {
     identity.require(SCOPE_SYNC)?;
+    if !plausible_id(&id, "t_") {
+        return Err(ApiError::not_found("TASK_NOT_FOUND", "no such sync task"));
+    }
     let task = api
         .tasks
         .get(&identity.tenant, &id)
@@ -421,6 +434,9 @@ async fn list_accounts(State(api): Api, identity: Identity) -> Result<Response, 
 /// the leads kept. Disconnecting twice is fine.
 async fn disconnect(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {
     identity.require(SCOPE_CONNECT)?;
+    if !plausible_id(&id, "c_") {
+        return Err(connection_not_found());
+    }
     let id = ConnectionId::from_stored(id);
     let connection = api
         .connections

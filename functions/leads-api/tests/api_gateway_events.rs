@@ -538,3 +538,32 @@ async fn registering_accounts_needs_the_admin_scope_and_a_well_formed_body() {
     let (status, _) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |_| {}).await;
     assert_eq!(status, 403, "disconnecting needs lead:douyin:auth:get_url");
 }
+
+#[tokio::test]
+async fn ids_that_cannot_exist_are_not_found_without_a_lookup() {
+    let app = app(1).await;
+    let huge = "l_".to_owned() + &"9".repeat(5000);
+    for (method, path, code) in [
+        ("GET", format!("/leads/{huge}"), "LEAD_NOT_FOUND"),
+        ("GET", "/leads/not-an-id".to_owned(), "LEAD_NOT_FOUND"),
+        ("GET", format!("/sync/tasks/t_{}", "x".repeat(100)), "TASK_NOT_FOUND"),
+        ("DELETE", "/accounts/..%2F..".to_owned(), "CONNECTION_NOT_FOUND"),
+    ] {
+        let (status, body) = call(&app, method, &path, "", None, |e| {
+            scopes(
+                e,
+                &[
+                    "lead:douyin:leads:view",
+                    "lead:douyin:fans:sync",
+                    "lead:douyin:auth:get_url",
+                ],
+            )
+        })
+        .await;
+        assert_eq!(
+            (status, body["errorCode"].as_str()),
+            (404, Some(code)),
+            "{method} {path}"
+        );
+    }
+}
