@@ -2,7 +2,7 @@
 //! §4.1). The signature covers the path, `start_time` and `end_time` exactly as sent, a space and
 //! the timestamp; the header carries base64 of the lowercase hex digest, not of the raw digest.
 
-use super::record::{form_fields, int, text};
+use super::record::{form_fields, id, int, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_date, format_datetime};
 use crate::clock::Clock;
 use crate::config::FeiyuTimeFormat;
@@ -88,7 +88,7 @@ fn decode(raw: RawResponse) -> Result<Value, PlatformError> {
 }
 
 pub fn normalize(record: &Value) -> Option<PlatformLead> {
-    let clue_id = text(record, "clue_id")?;
+    let clue_id = id(record, "clue_id")?;
     let store = record.get("store").and_then(|s| text(s, "store_name"));
     let fields = LeadFields {
         name: text(record, "name"),
@@ -103,9 +103,9 @@ pub fn normalize(record: &Value) -> Option<PlatformLead> {
         }
         .to_owned(),
         channel: text(record, "appname"),
-        advertiser_id: text(record, "adv_id"),
-        ad_id: text(record, "ad_plan_id"),
-        creative_id: text(record, "cid"),
+        advertiser_id: id(record, "adv_id"),
+        ad_id: id(record, "ad_plan_id"),
+        creative_id: id(record, "cid"),
         store: store.or_else(|| text(record, "store_name")),
         location: text(record, "location"),
         remark: text(record, "remark"),

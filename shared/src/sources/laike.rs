@@ -4,7 +4,7 @@
 //! with the reason; the lead itself is always kept.
 
 use super::phone_crypto::{self, ONLINE_PREFIX};
-use super::record::{first_text, form_fields, int, joined, list, rows, text};
+use super::record::{first_text, form_fields, id, int, joined, list, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
 use crate::clock::Clock;
 use crate::lead::{LeadFields, LeadSource, PlatformLead, normalize_phone};
@@ -127,14 +127,14 @@ impl LaikeSource {
 
 /// Normalizes one `clue_data` record; returns the phone ciphertext beside it.
 pub fn normalize(record: &Value) -> Option<(PlatformLead, Option<String>)> {
-    let clue_id = text(record, "clue_id")?;
+    let clue_id = id(record, "clue_id")?;
     let cipher = first_text(record, &["telephone", "enc_telephone"]);
     let fields = LeadFields {
         name: text(record, "name"),
         clue_type: "OTHER".to_owned(),
-        advertiser_id: text(record, "advertiser_id"),
-        ad_id: text(record, "ad_id"),
-        promotion_id: text(record, "promotion_id"),
+        advertiser_id: id(record, "advertiser_id"),
+        ad_id: id(record, "ad_id"),
+        promotion_id: id(record, "promotion_id"),
         store: first_text(record, &["follow_life_account_name", "intention_life_account_name"]),
         location: joined(record, &["province_name", "city_name", "county_name"]),
         remark: text(record, "remark"),

@@ -190,6 +190,43 @@ mod tests {
         assert_eq!(parse_platform_time("0"), None);
     }
 
+    /// The record with every number sent as its decimal text, as the platforms sometimes do.
+    fn numbers_as_strings(value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::Array(items) => Value::Array(items.iter().map(numbers_as_strings).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), numbers_as_strings(v))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn a_record_sent_with_numbers_as_strings_normalizes_to_the_same_lead() {
+        use serde_json::json;
+        let laike = json!({"clue_id": 7391234567890123456u64, "ad_id": 0, "promotion_id": 7381234567000000000u64,
+            "advertiser_id": "1769665409798152", "effective_state": 0, "name": "张先生",
+            "create_time_detail": "2025-06-01 10:15:30", "remark_dict": "{}"});
+        let oe = json!({"clue_id": "7123456789012345678", "ad_id": "0", "promotion_id": 0, "creative_id": 1730000000000001u64,
+            "project_id": "", "clue_type": 2, "convert_status": 1, "create_time_detail": "2025-06-01 10:15:30"});
+        let feiyu = json!({"clue_id": "6831434361875726350", "cid": 0, "adv_id": 1664750332606472u64, "clue_type": 1,
+            "create_time": 1590567259, "convert_status": "合法转化"});
+        let cases: Vec<(&str, serde_json::Value, fn(&serde_json::Value) -> Option<crate::lead::LeadFields>)> = vec![
+            ("laike", laike, |r| laike::normalize(r).map(|(l, _)| l.fields)),
+            ("oceanengine", oe, |r| {
+                oceanengine::normalize(oceanengine::Endpoint::Clue, r).map(|l| l.fields)
+            }),
+            ("feiyu", feiyu, |r| feiyu::normalize(r).map(|l| l.fields)),
+        ];
+        for (name, record, normalize) in cases {
+            let numbers = normalize(&record).expect(name);
+            let strings = normalize(&numbers_as_strings(&record)).expect(name);
+            assert_eq!(numbers, strings, "{name}");
+            assert_eq!(numbers.content_hash(), strings.content_hash(), "{name}");
+            assert_eq!(numbers.ad_id, None, "{name}: 0 means no ad");
+        }
+    }
+
     #[test]
     fn windows_split_in_half() {
         let start = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();

@@ -2,7 +2,7 @@
 //! `POST tools/clue/life/get` (本地推 leads), both with the connection's access token over the
 //! advertisers it granted. The two endpoints name their `page_info` keys differently.
 
-use super::record::{first_text, form_fields, int, joined, rows, text};
+use super::record::{first_id, first_text, form_fields, id, int, joined, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
 use crate::config::OceanEngineCodes;
 use crate::lead::{LeadFields, LeadSource, PlatformLead};
@@ -71,7 +71,7 @@ fn clue_type_name(name: Option<&str>) -> &'static str {
 }
 
 pub fn normalize(endpoint: Endpoint, record: &Value) -> Option<PlatformLead> {
-    let clue_id = text(record, "clue_id")?;
+    let clue_id = id(record, "clue_id")?;
     let clue_type = match endpoint {
         Endpoint::Clue => clue_type_code(int(record, "clue_type")),
         Endpoint::Life => clue_type_name(record.get("clue_type").and_then(Value::as_str)),
@@ -85,11 +85,11 @@ pub fn normalize(endpoint: Endpoint, record: &Value) -> Option<PlatformLead> {
         phone: text(record, "telephone").and_then(|p| crate::lead::normalize_phone(&p)),
         clue_type: clue_type.to_owned(),
         channel: first_text(record, &["app_name", "appname"]),
-        advertiser_id: first_text(record, &["advertiser_id", "local_account_id"]),
-        ad_id: text(record, "ad_id"),
-        promotion_id: text(record, "promotion_id"),
-        campaign_id: text(record, "project_id"),
-        creative_id: text(record, "creative_id"),
+        advertiser_id: first_id(record, &["advertiser_id", "local_account_id"]),
+        ad_id: id(record, "ad_id"),
+        promotion_id: id(record, "promotion_id"),
+        campaign_id: id(record, "project_id"),
+        creative_id: id(record, "creative_id"),
         store,
         location: text(record, "location").or_else(|| joined(record, &["province_name", "city_name", "county_name"])),
         remark: text(record, "remark"),

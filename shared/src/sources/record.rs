@@ -5,13 +5,31 @@ use crate::platform::{Platform, PlatformError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A non-empty text or id; numbers become their decimal text, and 0 counts as absent for ids.
+/// A non-empty text. A number becomes its decimal text, so `1` and `"1"` read the same: the
+/// platforms switch between the two, and a switch must not look like a change.
 pub fn text(record: &Value, key: &str) -> Option<String> {
     match record.get(key)? {
         Value::String(s) => Some(s.trim().to_owned()).filter(|s| !s.is_empty()),
-        Value::Number(n) => Some(n.to_string()).filter(|s| s != "0"),
+        Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// An id in its one canonical form: decimal text, whatever the wire type. The platforms send
+/// `0` (or `"0"`, or `""`) for "no such id" (an ad lead has no promotion, a natural lead no ad),
+/// so every spelling of zero is absent; leading zeros of a numeric id are dropped.
+pub fn id(record: &Value, key: &str) -> Option<String> {
+    let raw = text(record, key)?;
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        let trimmed = raw.trim_start_matches('0');
+        return (!trimmed.is_empty()).then(|| trimmed.to_owned());
+    }
+    Some(raw)
+}
+
+/// The first present id of `keys`.
+pub fn first_id(record: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| id(record, k))
 }
 
 /// An integer from a number or a numeric string.
@@ -91,7 +109,7 @@ mod tests {
             "f": "{\"预约时间\":\"周六\"}", "g": {"k": "v", "n": 2, "z": null}});
         assert_eq!(text(&r, "a").as_deref(), Some("7391234567890123456"));
         assert_eq!(text(&r, "b"), None);
-        assert_eq!(text(&r, "d"), None);
+        assert_eq!(text(&r, "d").as_deref(), Some("0"));
         assert_eq!(int(&r, "c"), Some(42));
         assert_eq!(form_fields(&r, "f").get("预约时间").map(String::as_str), Some("周六"));
         let g = form_fields(&r, "g");
@@ -99,5 +117,18 @@ mod tests {
             (g.get("k").map(String::as_str), g.get("n").map(String::as_str), g.len()),
             (Some("v"), Some("2"), 2)
         );
+    }
+
+    #[test]
+    fn every_spelling_of_an_id_reads_the_same() {
+        let r = json!({"n0": 0, "s0": "0", "e": "", "zs": "000", "n": 7381234567000000000u64,
+            "s": "7381234567000000000", "lead0": "0042", "word": "abc"});
+        for key in ["n0", "s0", "e", "zs", "missing"] {
+            assert_eq!(id(&r, key), None, "{key}");
+        }
+        assert_eq!(id(&r, "n"), id(&r, "s"));
+        assert_eq!(id(&r, "n").as_deref(), Some("7381234567000000000"));
+        assert_eq!(id(&r, "lead0").as_deref(), Some("42"));
+        assert_eq!(id(&r, "word").as_deref(), Some("abc"));
     }
 }
