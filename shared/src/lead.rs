@@ -168,6 +168,8 @@ pub struct PlatformLead {
     pub source_lead_id: String,
     pub fields: LeadFields,
     pub raw: Value,
+    /// The phone ciphertext, when the phone could not be decrypted (kept for a retry).
+    pub phone_cipher: Option<String>,
 }
 
 /// A lead ready to be written: its identity within the tenant plus what the platform said.
@@ -180,6 +182,8 @@ pub struct LeadRecord {
     pub fields: LeadFields,
     pub raw: Value,
     pub content_hash: String,
+    /// See [`PlatformLead::phone_cipher`].
+    pub phone_cipher: Option<String>,
 }
 
 impl LeadRecord {
@@ -193,6 +197,7 @@ impl LeadRecord {
             fields: lead.fields,
             raw: lead.raw,
             content_hash,
+            phone_cipher: lead.phone_cipher,
         }
     }
 }

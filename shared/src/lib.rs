@@ -8,6 +8,7 @@ pub mod connect;
 pub mod domain;
 pub mod http;
 pub mod lead;
+pub mod lead_merge;
 pub mod lead_query;
 pub mod lenient;
 pub mod platform;

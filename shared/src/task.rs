@@ -55,6 +55,21 @@ pub struct SourceCounts {
     pub duplicates: u64,
     /// Pages that still failed after retries (their windows are pulled again next run).
     pub failed: u64,
+    /// Leads the store refused one by one (their windows are pulled again next run).
+    #[serde(default)]
+    pub failed_leads: u64,
+    /// Leads still without a phone because its decrypt failed; later runs retry them.
+    #[serde(default)]
+    pub phones_pending: u64,
+    /// Phones a retry pass recovered.
+    #[serde(default)]
+    pub phones_recovered: u64,
+    /// Platform requests spent proving windows complete (final checks, repairs, re-pulls).
+    #[serde(default)]
+    pub reconcile_requests: u64,
+    /// Windows that did not reconcile within their budget (the watermark stays before them).
+    #[serde(default)]
+    pub unreconciled_windows: u64,
 }
 
 impl SourceCounts {
@@ -65,6 +80,11 @@ impl SourceCounts {
         self.unchanged += other.unchanged;
         self.duplicates += other.duplicates;
         self.failed += other.failed;
+        self.failed_leads += other.failed_leads;
+        self.phones_pending += other.phones_pending;
+        self.phones_recovered += other.phones_recovered;
+        self.reconcile_requests += other.reconcile_requests;
+        self.unreconciled_windows += other.unreconciled_windows;
     }
 }
 

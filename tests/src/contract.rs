@@ -214,6 +214,7 @@ fn lead(tenant: &TenantId, connection: &ConnectionId, id: &str, phone: Option<&s
             source_lead_id: id.to_owned(),
             fields,
             raw: serde_json::json!({"clue_id": id, "promotion_id": 7381234567000000000u64}),
+            phone_cipher: None,
         },
     )
 }

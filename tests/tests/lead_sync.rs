@@ -3,111 +3,15 @@
 //! ends, after one more run, with the same leads as a clean run.
 
 use chrono::Duration;
-use devkit::connections::{bind_laike, connect_oauth, register_feiyu};
 use devkit::sim::{Fault, SimSource};
 use devkit::sync_harness::SyncHarness;
-use shared::domain::{Connection, ConnectionStatus, Provider, TenantId};
+use shared::domain::{ConnectionStatus, TenantId};
 use shared::lead::{HistoryEntry, LeadSource, LeadStatus, StoredLead};
 use shared::store::OperatorChange;
 use shared::sync::{SkipReason, SyncOutcome, SyncRequest};
 use shared::task::{Strategy, TaskStatus, Trigger};
-use std::collections::BTreeMap;
 
-const SPAN_DAYS: i64 = 20;
-
-fn tenant() -> TenantId {
-    TenantId::new(devkit::moto::unique("tenant"))
-}
-
-fn account(prefix: &str) -> String {
-    // Numeric-looking, unique per test: Ocean Engine and Feiyu ids are digits.
-    let unique = devkit::moto::unique("x");
-    let digits: String = unique
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .map(|b| char::from(b'0' + b % 10))
-        .collect();
-    format!("{prefix}{digits}")
-}
-
-/// A connection of `source`'s kind with `count` simulated leads.
-async fn connected(h: &SyncHarness, tenant: &TenantId, source: SimSource, count: usize) -> (Connection, String) {
-    let span = Duration::days(SPAN_DAYS);
-    match source {
-        SimSource::Laike => {
-            let id = account("73");
-            h.sim.seed_leads(source, &id, count, span);
-            (bind_laike(&h.config, &h.stores, tenant, &id).await, id)
-        }
-        SimSource::OceanEngineClue | SimSource::OceanEngineLife => {
-            let id = account("17");
-            h.sim.seed_leads(source, &id, count, span);
-            (
-                connect_oauth(&h.config, &h.stores, tenant, Provider::OceanEngine, &id).await,
-                id,
-            )
-        }
-        SimSource::Feiyu => {
-            let id = account("16");
-            let (token, key) = (format!("token{id}"), format!("key{id}"));
-            h.sim.add_feiyu_account(&id, &token, &key);
-            h.sim.seed_leads(source, &id, count, span);
-            (
-                register_feiyu(&h.config, &h.stores, tenant, &id, &token, &key).await,
-                id,
-            )
-        }
-        SimSource::Fans => {
-            let id = format!("open-{}", account(""));
-            h.sim.seed_leads(source, &id, count, span);
-            (
-                connect_oauth(&h.config, &h.stores, tenant, Provider::Douyin, &id).await,
-                id,
-            )
-        }
-    }
-}
-
-fn lead_source(source: SimSource) -> LeadSource {
-    match source {
-        SimSource::Laike => LeadSource::Laike,
-        SimSource::OceanEngineClue => LeadSource::OceanEngineClue,
-        SimSource::OceanEngineLife => LeadSource::OceanEngineLife,
-        SimSource::Feiyu => LeadSource::Feiyu,
-        SimSource::Fans => LeadSource::DouyinFans,
-    }
-}
-
-async fn stored(h: &SyncHarness, tenant: &TenantId, source: SimSource) -> Vec<StoredLead> {
-    let all = h.stores.leads.list_all(tenant).await.expect("list leads");
-    all.into_iter().filter(|l| l.source == lead_source(source)).collect()
-}
-
-/// The stored leads are exactly the simulator's: same ids, no duplicates, same phones.
-async fn assert_exactly_the_platforms_leads(h: &SyncHarness, tenant: &TenantId, source: SimSource, account: &str) {
-    let expected: BTreeMap<String, Option<String>> = h
-        .sim
-        .leads(source, account)
-        .into_iter()
-        .map(|l| (l.clue_id, (source != SimSource::Fans).then_some(l.phone)))
-        .collect();
-    let leads = stored(h, tenant, source).await;
-    let got: BTreeMap<String, Option<String>> = leads
-        .iter()
-        .map(|l| (l.source_lead_id.clone(), l.fields.phone.clone()))
-        .collect();
-    assert_eq!(got.len(), leads.len(), "{source:?}: one item per lead");
-    let missing: Vec<_> = expected
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(v))
-        .map(|(k, v)| (k, v, got.get(k)))
-        .collect();
-    let extra: Vec<_> = got.iter().filter(|(k, _)| !expected.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{source:?}: stored leads and phones must match the platform; missing or different {missing:?}, extra {extra:?}"
-    );
-}
+use devkit::sync_fixtures::{SPAN_DAYS, assert_exactly_the_platforms_leads, connected, stored, tenant};
 
 #[tokio::test]
 async fn every_source_stores_exactly_its_leads_and_an_unchanged_repull_writes_nothing() {
@@ -321,6 +225,11 @@ async fn a_decrypt_failure_keeps_the_lead_without_its_phone() {
     h.sim.set_decrypt_failures(true);
     let task = h.sync(&engine, &connection).await;
     assert_eq!(task.totals().created, 30);
+    assert_eq!(
+        task.totals().phones_pending,
+        30,
+        "the task counts the phones still to come"
+    );
     let leads = stored(&h, &t, SimSource::Laike).await;
     assert!(
         leads
@@ -328,8 +237,12 @@ async fn a_decrypt_failure_keeps_the_lead_without_its_phone() {
             .all(|l| l.fields.phone.is_none() && l.fields.phone_error.is_some())
     );
     h.sim.set_decrypt_failures(false);
-    let task = h.sync_with(&engine, &connection, Strategy::Full).await;
-    assert_eq!(task.totals().updated, 30, "phones arrive once decryption works");
+    let task = h.sync(&engine, &connection).await;
+    assert_eq!(
+        (task.totals().phones_recovered, task.totals().phones_pending),
+        (30, 0),
+        "the retry pass fills the phones in once decryption works"
+    );
     assert_exactly_the_platforms_leads(&h, &t, SimSource::Laike, &account).await;
 }
 
@@ -413,11 +326,12 @@ async fn concurrent_runs_of_one_connection_do_not_double_write() {
         .count();
     assert_eq!((ran, skipped), (1, 1), "the second run sees the lease and says so");
     assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
-    // Each page: 20 new leads and the items of their (about 18) new phones, 25 per request.
+    // Each page: 20 conditional puts (a second writer of a lead cannot create it again) and one
+    // batch write of the items of their (about 18) new phones.
     assert_eq!(
         h.counter.writes_to(h.leads_table()),
-        10,
-        "two batch writes per page of 20 new leads"
+        105,
+        "one conditional put per new lead and one phone batch per page"
     );
 }
 
@@ -677,6 +591,28 @@ impl shared::store::LeadStore for ThrottledLeads {
         id: &shared::lead::LeadId,
     ) -> Result<Option<StoredLead>, shared::store::StoreError> {
         self.inner.get(t, id).await
+    }
+    async fn pending_phones(
+        &self,
+        t: &TenantId,
+        c: &shared::domain::ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<shared::store::PendingPhone>, shared::store::StoreError> {
+        self.inner.pending_phones(t, c, limit).await
+    }
+    async fn put_pending_phones(
+        &self,
+        t: &TenantId,
+        entries: &[shared::store::PendingPhone],
+    ) -> Result<(), shared::store::StoreError> {
+        self.inner.put_pending_phones(t, entries).await
+    }
+    async fn drop_pending_phones(
+        &self,
+        t: &TenantId,
+        entries: &[shared::store::PendingPhone],
+    ) -> Result<(), shared::store::StoreError> {
+        self.inner.drop_pending_phones(t, entries).await
     }
     async fn list_all(&self, t: &TenantId) -> Result<Vec<StoredLead>, shared::store::StoreError> {
         self.inner.list_all(t).await

@@ -98,7 +98,11 @@ async fn verify(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::bad_request("UNSUPPORTED_PROVIDER", "provider", "no lead source for this provider"))?;
-    let auth = PullAuth { connection, tokens };
+    let auth = PullAuth {
+        connection,
+        tokens,
+        part: 0,
+    };
     match client.fetch(&auth, &window, PageRef::Number(1)).await {
         Ok(_) => Ok(()),
         Err(SourceError::Platform(e)) if matches!(e.kind(), ErrorKind::Transient | ErrorKind::Throttled) => {

@@ -58,6 +58,7 @@ fn lead(tenant: &TenantId, i: i64) -> LeadRecord {
                 ..LeadFields::default()
             },
             raw: json!({"telephone": format!("138{:08}", i)}),
+            phone_cipher: None,
         },
     )
 }

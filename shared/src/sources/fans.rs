@@ -34,6 +34,7 @@ pub fn normalize(record: &Value) -> Option<PlatformLead> {
         source_lead_id: open_id,
         fields,
         raw: record.clone(),
+        phone_cipher: None,
     })
 }
 

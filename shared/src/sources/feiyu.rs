@@ -119,6 +119,7 @@ pub fn normalize(record: &Value) -> Option<PlatformLead> {
         source_lead_id: clue_id,
         fields,
         raw: record.clone(),
+        phone_cipher: None,
     })
 }
 

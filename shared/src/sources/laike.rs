@@ -5,7 +5,10 @@
 
 use super::phone_crypto::{self, ONLINE_PREFIX};
 use super::record::{first_text, form_fields, id, int, joined, list, rows, text};
-use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
+use super::{
+    Page, PageRef, Paging, PhoneRetry, PullAuth, SourceClient, SourceError, Window, format_datetime,
+    parse_platform_time,
+};
 use crate::clock::Clock;
 use crate::lead::{LeadFields, LeadSource, PlatformLead, normalize_phone};
 use crate::platform::douyin::{self, DouyinClient, Endpoint};
@@ -72,27 +75,27 @@ impl LaikeSource {
         Ok(plain)
     }
 
-    /// Fills each lead's phone from its ciphertext, or records why it could not.
-    async fn decrypt_phones(
+    /// Opens ciphertexts: local ones with the app secret, `Enc.` ones through the decrypt
+    /// endpoint. A rejected token, or a fault that outlasted the retries, is an error (the page is
+    /// pulled again next run); a refusal (quota, permission) would refuse again, so it is each
+    /// phone's failure instead.
+    async fn open(
         &self,
         token: &Secret,
         secret: &Secret,
         account_id: &str,
-        leads: &mut [(PlatformLead, Option<String>)],
-    ) -> Result<(), SourceError> {
-        let online: Vec<String> = leads
+        ciphers: &[String],
+    ) -> Result<HashMap<String, PhoneRetry>, SourceError> {
+        let online: Vec<String> = ciphers
             .iter()
-            .filter_map(|(_, c)| c.clone())
             .filter(|c| c.starts_with(ONLINE_PREFIX))
+            .cloned()
             .collect();
         let (opened, online_error) = if online.is_empty() {
             (HashMap::new(), None)
         } else {
             match self.decrypt_online(token, account_id, &online).await {
                 Ok(map) => (map, None),
-                // A rejected token, or a fault that outlasted the retries, fails the page: it is
-                // pulled again (and its phones decrypted) next run. A refusal (quota, permission)
-                // would refuse again, so the leads are kept without their phones instead.
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -104,21 +107,55 @@ impl LaikeSource {
                 Err(e) => (HashMap::new(), Some(format!("decrypt endpoint failed: {e}"))),
             }
         };
-        for (lead, cipher) in leads.iter_mut() {
-            let Some(cipher) = cipher else { continue };
+        let mut results = HashMap::new();
+        for cipher in ciphers {
             let result = if cipher.starts_with(ONLINE_PREFIX) {
                 opened.get(cipher.as_str()).cloned().ok_or_else(|| {
-                    online_error
+                    let reason = online_error
                         .clone()
-                        .unwrap_or_else(|| "the decrypt endpoint did not open this phone".to_owned())
+                        .unwrap_or_else(|| "the decrypt endpoint did not open this phone".to_owned());
+                    (reason, false)
                 })
             } else {
-                phone_crypto::decrypt_local(cipher, secret.expose()).map_err(str::to_owned)
+                // A local ciphertext that does not open never will (same secret, same bytes).
+                phone_crypto::decrypt_local(cipher, secret.expose()).map_err(|e| (e.to_owned(), true))
             };
-            match result.map(|p| normalize_phone(&p)) {
-                Ok(Some(phone)) => lead.fields.phone = Some(phone),
-                Ok(None) => lead.fields.phone_error = Some("decrypted phone is not a number".to_owned()),
-                Err(reason) => lead.fields.phone_error = Some(reason),
+            let outcome = match result.map(|p| normalize_phone(&p)) {
+                Ok(Some(phone)) => PhoneRetry::Opened(phone),
+                Ok(None) => PhoneRetry::Failed {
+                    reason: "decrypted phone is not a number".to_owned(),
+                    permanent: true,
+                },
+                Err((reason, permanent)) => PhoneRetry::Failed { reason, permanent },
+            };
+            results.insert(cipher.clone(), outcome);
+        }
+        Ok(results)
+    }
+
+    /// Fills each lead's phone from its ciphertext, or records why it could not (and keeps the
+    /// ciphertext for a retry).
+    async fn decrypt_phones(
+        &self,
+        token: &Secret,
+        secret: &Secret,
+        account_id: &str,
+        leads: &mut [(PlatformLead, Option<String>)],
+    ) -> Result<(), SourceError> {
+        let ciphers: Vec<String> = leads.iter().filter_map(|(_, c)| c.clone()).collect();
+        if ciphers.is_empty() {
+            return Ok(());
+        }
+        let results = self.open(token, secret, account_id, &ciphers).await?;
+        for (lead, cipher) in leads.iter_mut() {
+            let Some(cipher) = cipher else { continue };
+            match results.get(cipher.as_str()) {
+                Some(PhoneRetry::Opened(phone)) => lead.fields.phone = Some(phone.clone()),
+                Some(PhoneRetry::Failed { reason, .. }) => {
+                    lead.fields.phone_error = Some(reason.clone());
+                    lead.phone_cipher = Some(cipher.clone());
+                }
+                None => {}
             }
         }
         Ok(())
@@ -151,6 +188,7 @@ pub fn normalize(record: &Value) -> Option<(PlatformLead, Option<String>)> {
             source_lead_id: clue_id,
             fields,
             raw: record.clone(),
+            phone_cipher: None,
         },
         cipher,
     ))
@@ -176,6 +214,23 @@ impl SourceClient for LaikeSource {
 
     fn uses_app_token(&self) -> bool {
         true
+    }
+
+    async fn retry_phones(
+        &self,
+        auth: &PullAuth<'_>,
+        ciphers: &[String],
+    ) -> Result<HashMap<String, PhoneRetry>, SourceError> {
+        let (token, secret) = self.client_token().await?;
+        let account_id = auth.connection.external_account_id.as_str();
+        let result = self.open(&token, &secret, account_id, ciphers).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == Some(ErrorKind::AccessTokenInvalid))
+        {
+            self.douyin.forget_client_token(&token).await;
+        }
+        result
     }
 
     async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError> {

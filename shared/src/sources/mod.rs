@@ -92,6 +92,8 @@ pub enum Paging {
 pub struct PullAuth<'a> {
     pub connection: &'a Connection,
     pub tokens: Option<&'a TokenSet>,
+    /// Which part of the source's accounts to pull (see [`SourceClient::parts`]); 0 for most.
+    pub part: usize,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -114,6 +116,17 @@ impl SourceError {
     }
 }
 
+/// What a phone retry learned of one ciphertext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneRetry {
+    Opened(String),
+    /// Failed again; `permanent` when retrying cannot help (a ciphertext that does not decode).
+    Failed {
+        reason: String,
+        permanent: bool,
+    },
+}
+
 #[async_trait]
 pub trait SourceClient: Send + Sync {
     fn source(&self) -> LeadSource;
@@ -123,6 +136,20 @@ pub trait SourceClient: Send + Sync {
     /// True when calls use the app's token rather than the connection's own.
     fn uses_app_token(&self) -> bool {
         false
+    }
+    /// Listings a window of this connection takes: an API that accepts only so many accounts
+    /// per call is pulled one chunk at a time, each its own listing with its own totals.
+    fn parts(&self, _connection: &Connection) -> usize {
+        1
+    }
+    /// Decrypts phones again for leads stored without them (see [`crate::store::PendingPhone`]).
+    /// Sources without ciphertexts have nothing to retry.
+    async fn retry_phones(
+        &self,
+        _auth: &PullAuth<'_>,
+        _ciphers: &[String],
+    ) -> Result<std::collections::HashMap<String, PhoneRetry>, SourceError> {
+        Ok(std::collections::HashMap::new())
     }
     /// One page. An app-token source drops a token the platform rejected, so a retry gets a new one.
     async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError>;
@@ -211,7 +238,8 @@ mod tests {
             "project_id": "", "clue_type": 2, "convert_status": 1, "create_time_detail": "2025-06-01 10:15:30"});
         let feiyu = json!({"clue_id": "6831434361875726350", "cid": 0, "adv_id": 1664750332606472u64, "clue_type": 1,
             "create_time": 1590567259, "convert_status": "合法转化"});
-        let cases: Vec<(&str, serde_json::Value, fn(&serde_json::Value) -> Option<crate::lead::LeadFields>)> = vec![
+        type Normalizer = fn(&serde_json::Value) -> Option<crate::lead::LeadFields>;
+        let cases: Vec<(&str, serde_json::Value, Normalizer)> = vec![
             ("laike", laike, |r| laike::normalize(r).map(|(l, _)| l.fields)),
             ("oceanengine", oe, |r| {
                 oceanengine::normalize(oceanengine::Endpoint::Clue, r).map(|l| l.fields)

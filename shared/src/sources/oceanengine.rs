@@ -5,6 +5,7 @@
 use super::record::{first_id, first_text, form_fields, id, int, joined, rows, text};
 use super::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window, format_datetime, parse_platform_time};
 use crate::config::OceanEngineCodes;
+use crate::domain::Connection;
 use crate::lead::{LeadFields, LeadSource, PlatformLead};
 use crate::platform::Platform;
 use crate::platform::douyin::join;
@@ -108,6 +109,7 @@ pub fn normalize(endpoint: Endpoint, record: &Value) -> Option<PlatformLead> {
         source_lead_id: clue_id,
         fields,
         raw: record.clone(),
+        phone_cipher: None,
     })
 }
 
@@ -117,6 +119,31 @@ fn read_page_info(data: &Value) -> (Option<u64>, Option<u32>) {
     let total = int(&info, "total_number").or_else(|| int(&info, "total"));
     let pages = int(&info, "total_page").or_else(|| int(&info, "page_total"));
     (total.map(|t| t.max(0) as u64), pages.map(|p| p.max(0) as u32))
+}
+
+/// The accounts a connection granted, or its own when it lists none.
+fn all_accounts(connection: &Connection) -> Vec<String> {
+    if connection.advertiser_ids.is_empty() {
+        vec![connection.external_account_id.clone()]
+    } else {
+        connection.advertiser_ids.clone()
+    }
+}
+
+impl OceanEngineSource {
+    /// The accounts of one call: all of them for `tools/clue/get`; for `clue/life/get`, which
+    /// takes at most 50, chunk `part` (each chunk is its own listing, with its own totals).
+    fn accounts(&self, connection: &Connection, part: usize) -> Vec<String> {
+        let all = all_accounts(connection);
+        match self.endpoint {
+            Endpoint::Clue => all,
+            Endpoint::Life => all
+                .chunks(LIFE_ACCOUNTS_PER_CALL)
+                .nth(part)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -140,6 +167,13 @@ impl SourceClient for OceanEngineSource {
         }
     }
 
+    fn parts(&self, connection: &Connection) -> usize {
+        match self.endpoint {
+            Endpoint::Clue => 1,
+            Endpoint::Life => all_accounts(connection).len().div_ceil(LIFE_ACCOUNTS_PER_CALL).max(1),
+        }
+    }
+
     async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError> {
         let PageRef::Number(number) = page else {
             return Err(SourceError::Unusable("Ocean Engine leads are paged by number".into()));
@@ -147,10 +181,7 @@ impl SourceClient for OceanEngineSource {
         let tokens = auth
             .tokens
             .ok_or_else(|| SourceError::Unusable("the connection has no tokens".into()))?;
-        let mut advertisers = auth.connection.advertiser_ids.clone();
-        if advertisers.is_empty() {
-            advertisers.push(auth.connection.external_account_id.clone());
-        }
+        let advertisers = self.accounts(auth.connection, auth.part);
         let token = tokens.access_token.expose();
         let (start, end) = (format_datetime(window.start), format_datetime(window.end));
         let data = match self.endpoint {
@@ -174,7 +205,6 @@ impl SourceClient for OceanEngineSource {
             }
             Endpoint::Life => {
                 let url = join(&self.base_url, "/open_api/2/tools/clue/life/get/");
-                advertisers.truncate(LIFE_ACCOUNTS_PER_CALL);
                 let body = json!({
                     "local_account_ids": id_array(&advertisers), "start_time": start, "end_time": end,
                     "page": number, "page_size": self.page_size,

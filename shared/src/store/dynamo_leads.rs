@@ -9,16 +9,21 @@
 
 use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
-use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, UPSERT_BATCH, UpsertReport};
+use super::memory_leads::pending_phone;
+use super::{LeadStore, LeadUpdateError, OperatorChange, PendingPhone, StoreError, UPSERT_BATCH, UpsertReport};
 use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use crate::lead_merge::{PhoneEffect, Stored, UpsertPlan, Write};
 use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::Select;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
 use chrono::{DateTime, Utc};
+use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -67,6 +72,66 @@ fn phone_claim(tenant: &TenantId, phone: &str, lead: &LeadId) -> Item {
     item
 }
 
+/// How one lead's write ended.
+enum LeadWrite {
+    Written,
+    /// Another writer created it first.
+    Exists,
+    /// DynamoDB refused this item (over 400 KB, say); the others go on.
+    Refused,
+}
+
+/// Leads written at once, one request each.
+const WRITE_CONCURRENCY: usize = 16;
+
+/// A refusal of this one item (DynamoDB's ValidationException: too large, bad attribute), not
+/// of the store: the lead fails alone.
+fn is_item_refused<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()) == Some("ValidationException")
+}
+
+fn pending_key(tenant: &TenantId, connection: &ConnectionId, lead: &LeadId) -> Item {
+    item_key(tenant, format!("PHONEWAIT#{connection}#{lead}"))
+}
+
+fn pending_item(tenant: &TenantId, p: &PendingPhone) -> Item {
+    let mut item = pending_key(tenant, &p.connection_id, &p.lead_id);
+    item.extend([
+        ("leadId".to_owned(), s(p.lead_id.as_str())),
+        ("connectionId".to_owned(), s(p.connection_id.as_str())),
+        ("source".to_owned(), s(p.source.as_str())),
+        ("sourceLeadId".to_owned(), s(&p.source_lead_id)),
+        ("cipher".to_owned(), s(&p.cipher)),
+        ("attempts".to_owned(), n(i64::from(p.attempts))),
+        ("since".to_owned(), time(p.since)),
+    ]);
+    item
+}
+
+fn decode_pending(item: &Item) -> Result<PendingPhone, StoreError> {
+    let source = get_s(item, "source")?;
+    Ok(PendingPhone {
+        lead_id: LeadId::from_stored(get_s(item, "leadId")?),
+        connection_id: ConnectionId::from_stored(get_s(item, "connectionId")?),
+        source: LeadSource::parse(&source)
+            .ok_or_else(|| StoreError::new("decode pending phone", format!("unknown source {source}")))?,
+        source_lead_id: get_s(item, "sourceLeadId")?,
+        cipher: get_s(item, "cipher")?,
+        attempts: get_n(item, "attempts").unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        since: get_time(item, "since")?,
+    })
+}
+
+fn decode_fields(item: &Item) -> Result<LeadFields, StoreError> {
+    match item.get("fields") {
+        Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e)),
+        None => Err(StoreError::new("decode lead", "attribute fields is missing")),
+    }
+}
+
 fn fields_attr(fields: &LeadFields) -> AttributeValue {
     from_json(&serde_json::to_value(fields).expect("lead fields always serialize"))
 }
@@ -104,10 +169,7 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
 fn decode(item: &Item) -> Result<StoredLead, StoreError> {
     let source = get_s(item, "source")?;
     let status = get_s(item, "status")?;
-    let fields: LeadFields = match item.get("fields") {
-        Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e))?,
-        None => return Err(StoreError::new("decode lead", "attribute fields is missing")),
-    };
+    let fields = decode_fields(item)?;
     let history: Vec<HistoryEntry> = match item.get("history") {
         Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e))?,
         None => Vec::new(),
@@ -269,14 +331,14 @@ impl DynamoLeadStore {
         let mut found = HashMap::new();
         for chunk in sort_keys.chunks(READ_BATCH) {
             let keys: Vec<Item> = chunk.iter().map(|sk| item_key(tenant, sk.clone())).collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression(format!("sk, {attributes}"))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::new("batch get", e))?,
-            );
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression(format!("sk, {attributes}"))
+                .consistent_read(true);
+            if attributes.contains("#fields") {
+                request = request.expression_attribute_names("#fields", "fields");
+            }
+            let mut pending = Some(request.build().map_err(|e| StoreError::new("batch get", e))?);
             let mut attempt = 0;
             while let Some(request) = pending.take() {
                 let out = self
@@ -311,17 +373,31 @@ impl DynamoLeadStore {
     }
 
     async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        for chunk in items.chunks(WRITE_BATCH) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    let put = PutRequest::builder()
-                        .set_item(Some(item.clone()))
-                        .build()
-                        .expect("item is set");
-                    WriteRequest::builder().put_request(put).build()
-                })
-                .collect();
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().expect("item is set");
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        self.write_batch(requests).await
+    }
+
+    async fn delete_batch(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder().set_key(Some(key)).build().expect("key is set");
+                WriteRequest::builder().delete_request(delete).build()
+            })
+            .collect();
+        self.write_batch(requests).await
+    }
+
+    /// BatchWriteItem in chunks of 25, unprocessed requests retried with backoff.
+    async fn write_batch(&self, all: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in all.chunks(WRITE_BATCH) {
+            let mut requests: Vec<WriteRequest> = chunk.to_vec();
             let mut attempt = 0;
             while !requests.is_empty() {
                 let out = self
@@ -355,7 +431,7 @@ impl DynamoLeadStore {
         tenant: &TenantId,
         lead: &LeadRecord,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<LeadWrite, StoreError> {
         let mut update = self
             .client
             .update_item()
@@ -372,49 +448,74 @@ impl DynamoLeadStore {
             update = update.expression_attribute_values(":created", s(sort_key(created, &lead.lead_id)));
         }
         let expression = sets;
-        update
+        let result = update
             .update_expression(expression)
             .expression_attribute_names("#fields", "fields")
             .expression_attribute_names("#raw", "raw")
             .send()
-            .await
-            .map_err(|e| sdk_error("update lead", e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(LeadWrite::Written),
+            Err(e) if is_item_refused(&e) => Ok(LeadWrite::Refused),
+            Err(e) => Err(sdk_error("update lead", e)),
+        }
+    }
+
+    /// Creates one lead unless it exists: two writers of one lead create it once, and only the
+    /// one that did counts it.
+    async fn create(&self, item: Item) -> Result<LeadWrite, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LeadWrite::Written),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(LeadWrite::Exists)
+            }
+            Err(e) if is_item_refused(&e) => Ok(LeadWrite::Refused),
+            Err(e) => Err(sdk_error("create lead", e)),
+        }
+    }
+
+    /// The stored fields and hash of the leads under `records`, by sort key.
+    async fn stored_fields(
+        &self,
+        tenant: &TenantId,
+        records: &[&LeadRecord],
+    ) -> Result<HashMap<String, (LeadFields, String)>, StoreError> {
+        let items = self
+            .batch_get(
+                tenant,
+                records.iter().map(|l| lead_sk(&l.lead_id)).collect(),
+                "contentHash, #fields",
+            )
+            .await?;
+        items
+            .into_iter()
+            .map(|(sk, item)| Ok((sk, (decode_fields(&item)?, get_s(&item, "contentHash")?))))
+            .collect()
     }
 }
 
-#[async_trait]
-impl LeadStore for DynamoLeadStore {
-    async fn upsert(
+impl DynamoLeadStore {
+    /// Creates new leads one conditional put each (a batch write cannot be conditional), linking
+    /// each to the lead its phone was first stored with. A lead another writer created meanwhile
+    /// is decided again against what that writer stored.
+    async fn create_all(
         &self,
         tenant: &TenantId,
-        leads: &[LeadRecord],
+        fresh: &[LeadRecord],
         now: DateTime<Utc>,
-    ) -> Result<UpsertReport, StoreError> {
-        assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
-        let stored = self
-            .batch_get(
-                tenant,
-                leads.iter().map(|l| lead_sk(&l.lead_id)).collect(),
-                "contentHash",
-            )
-            .await?;
-        let mut report = UpsertReport::default();
-        let mut fresh = Vec::new();
-        for lead in leads {
-            let current = stored
-                .get(&lead_sk(&lead.lead_id))
-                .map(|item| get_s(item, "contentHash"))
-                .transpose()?;
-            match current {
-                Some(hash) if hash == lead.content_hash => report.unchanged += 1,
-                Some(_) => {
-                    self.update_platform_fields(tenant, lead, now).await?;
-                    report.updated += 1;
-                }
-                None => fresh.push(lead),
-            }
-        }
+        report: &mut UpsertReport,
+    ) -> Result<(), StoreError> {
         // Which lead each new phone links to: the lead it was first stored with, else the first
         // new lead of this batch that has it (which then claims it).
         let mut phones: Vec<String> = fresh.iter().filter_map(|l| l.fields.phone.clone()).collect();
@@ -429,29 +530,164 @@ impl LeadStore for DynamoLeadStore {
                 originals.insert(phone, LeadId::from_stored(get_s(item, "leadId")?));
             }
         }
-        let mut items = Vec::new();
-        for lead in fresh {
-            let mut duplicate_of = None;
-            if let Some(phone) = lead.fields.phone.as_deref() {
-                match originals.get(phone) {
-                    Some(first) => duplicate_of = Some(first.clone()),
+        let mut planned = Vec::new();
+        for (index, lead) in fresh.iter().enumerate() {
+            let duplicate_of = lead
+                .fields
+                .phone
+                .as_deref()
+                .and_then(|phone| match originals.get(phone) {
+                    Some(first) => Some(first.clone()),
                     None => {
                         originals.insert(phone, lead.lead_id.clone());
-                        items.push(phone_claim(tenant, phone, &lead.lead_id));
+                        None
+                    }
+                });
+            planned.push((index, new_item(tenant, lead, duplicate_of.as_ref(), now), duplicate_of));
+        }
+        // Owned values only: the futures must not borrow across the trait's async boundary.
+        let writes = planned
+            .into_iter()
+            .map(|(index, item, duplicate_of)| self.create(item).map(move |outcome| (index, duplicate_of, outcome)));
+        let outcomes: Vec<_> = futures_util::stream::iter(writes)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut claimed = Vec::new();
+        let mut raced = Vec::new();
+        for (index, duplicate_of, outcome) in outcomes {
+            let lead = &fresh[index];
+            match outcome? {
+                LeadWrite::Written => {
+                    report.created += 1;
+                    report.duplicates += u64::from(duplicate_of.is_some());
+                    if let (None, Some(phone)) = (duplicate_of, lead.fields.phone.as_deref()) {
+                        claimed.push(phone_claim(tenant, phone, &lead.lead_id));
                     }
                 }
+                LeadWrite::Refused => report.failed.push(lead.lead_id.clone()),
+                LeadWrite::Exists => raced.push(lead),
             }
-            report.duplicates += u64::from(duplicate_of.is_some());
-            items.push(new_item(tenant, lead, duplicate_of.as_ref(), now));
-            report.created += 1;
         }
-        self.put_batch(items).await?;
+        self.put_batch(claimed).await?;
+        if !raced.is_empty() {
+            let stored = self.stored_fields(tenant, &raced).await?;
+            for lead in raced {
+                let current = stored.get(&lead_sk(&lead.lead_id)).map(|(fields, hash)| Stored {
+                    fields,
+                    content_hash: hash,
+                });
+                match UpsertPlan::decide(lead, current).write {
+                    Write::Update(record) => match self.update_platform_fields(tenant, &record, now).await? {
+                        LeadWrite::Refused => report.failed.push(lead.lead_id.clone()),
+                        _ => report.updated += 1,
+                    },
+                    _ => report.unchanged += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LeadStore for DynamoLeadStore {
+    async fn upsert(
+        &self,
+        tenant: &TenantId,
+        leads: &[LeadRecord],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertReport, StoreError> {
+        assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
+        let all: Vec<&LeadRecord> = leads.iter().collect();
+        let stored = self.stored_fields(tenant, &all).await?;
+        let mut report = UpsertReport::default();
+        let mut fresh = Vec::new();
+        let mut changed = Vec::new();
+        let (mut wait, mut recovered) = (Vec::new(), Vec::new());
+        for lead in leads {
+            let current = stored.get(&lead_sk(&lead.lead_id));
+            let plan = UpsertPlan::decide(
+                lead,
+                current.map(|(fields, hash)| Stored {
+                    fields,
+                    content_hash: hash,
+                }),
+            );
+            match (plan.phone, &lead.phone_cipher) {
+                (PhoneEffect::NowMissing, Some(cipher)) if !matches!(plan.write, Write::Refused(_)) => {
+                    wait.push(pending_phone(lead, cipher, now));
+                }
+                (PhoneEffect::Recovered, _) => recovered.push(pending_key(tenant, &lead.connection_id, &lead.lead_id)),
+                _ => {}
+            }
+            match plan.write {
+                Write::Unchanged => report.unchanged += 1,
+                Write::Refused(_) => report.failed.push(lead.lead_id.clone()),
+                Write::Update(record) => changed.push(record),
+                Write::Create(record) => fresh.push(record),
+            }
+        }
+        let updates: Vec<_> = futures_util::stream::iter(changed)
+            .map(|record| async move {
+                let outcome = self.update_platform_fields(tenant, &record, now).await;
+                (record, outcome)
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        for (record, outcome) in updates {
+            match outcome? {
+                LeadWrite::Refused => report.failed.push(record.lead_id.clone()),
+                _ => report.updated += 1,
+            }
+        }
+        self.create_all(tenant, &fresh, now, &mut report).await?;
+        report.phones_missing = wait.len() as u64;
+        self.put_batch(wait.iter().map(|p| pending_item(tenant, p)).collect())
+            .await?;
+        self.delete_batch(recovered).await?;
         Ok(report)
     }
 
     async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError> {
         let item = get_consistent(&self.client, &self.table, key(tenant, lead_id), "get lead").await?;
         item.as_ref().map(decode).transpose()
+    }
+
+    async fn pending_phones(
+        &self,
+        tenant: &TenantId,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<PendingPhone>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s(format!("PHONEWAIT#{connection_id}#")))
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| sdk_error("list pending phones", e))?;
+        out.items().iter().map(decode_pending).collect()
+    }
+
+    async fn put_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError> {
+        self.put_batch(entries.iter().map(|p| pending_item(tenant, p)).collect())
+            .await
+    }
+
+    async fn drop_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError> {
+        self.delete_batch(
+            entries
+                .iter()
+                .map(|p| pending_key(tenant, &p.connection_id, &p.lead_id))
+                .collect(),
+        )
+        .await
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {

@@ -2,9 +2,12 @@
 //! fast tests. The lead store counts its writes so tests can hold it to "unchanged costs nothing".
 
 use super::memory::lock;
-use super::{LeadStore, LeadUpdateError, OperatorChange, StoreError, TaskStore, UPSERT_BATCH, UpsertReport};
-use crate::domain::TenantId;
+use super::{
+    LeadStore, LeadUpdateError, OperatorChange, PendingPhone, StoreError, TaskStore, UPSERT_BATCH, UpsertReport,
+};
+use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead};
+use crate::lead_merge::{PhoneEffect, Stored, UpsertPlan, Write};
 use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use crate::task::SyncTask;
 use async_trait::async_trait;
@@ -20,7 +23,22 @@ pub struct MemoryLeadStore {
     phones: Mutex<HashMap<(TenantId, String), LeadId>>,
     /// Each tenant's leads in sort-key order, as the byCreatedAt index keeps them.
     order: Mutex<BTreeMap<(TenantId, String), LeadId>>,
+    /// Leads waiting for a phone retry, per (tenant, connection).
+    pending: Mutex<BTreeMap<(TenantId, ConnectionId, LeadId), PendingPhone>>,
     writes: AtomicU64,
+}
+
+/// The retry record of a lead whose phone did not decrypt.
+pub(crate) fn pending_phone(lead: &LeadRecord, cipher: &str, now: DateTime<Utc>) -> PendingPhone {
+    PendingPhone {
+        lead_id: lead.lead_id.clone(),
+        connection_id: lead.connection_id.clone(),
+        source: lead.source,
+        source_lead_id: lead.source_lead_id.clone(),
+        cipher: cipher.to_owned(),
+        attempts: 0,
+        since: now,
+    }
 }
 
 impl MemoryLeadStore {
@@ -42,53 +60,75 @@ impl LeadStore for MemoryLeadStore {
         let mut all = lock(&self.leads);
         let mut phones = lock(&self.phones);
         let mut order = lock(&self.order);
+        let mut pending = lock(&self.pending);
         let mut report = UpsertReport::default();
         for lead in leads {
             let key = (tenant.clone(), lead.lead_id.clone());
-            if let Some(stored) = all.get_mut(&key) {
-                if stored.content_hash == lead.content_hash {
-                    report.unchanged += 1;
-                } else {
+            let stored = all.get(&key).map(|l| (l.fields.clone(), l.content_hash.clone()));
+            let plan = UpsertPlan::decide(
+                lead,
+                stored.as_ref().map(|(fields, hash)| Stored {
+                    fields,
+                    content_hash: hash,
+                }),
+            );
+            let pending_key = (tenant.clone(), lead.connection_id.clone(), lead.lead_id.clone());
+            match (plan.phone, &lead.phone_cipher) {
+                (PhoneEffect::NowMissing, Some(cipher)) if !matches!(plan.write, Write::Refused(_)) => {
+                    pending.insert(pending_key, pending_phone(lead, cipher, now));
+                    report.phones_missing += 1;
+                }
+                (PhoneEffect::Recovered, _) => {
+                    pending.remove(&pending_key);
+                }
+                _ => {}
+            }
+            match plan.write {
+                Write::Unchanged => report.unchanged += 1,
+                Write::Refused(_) => report.failed.push(lead.lead_id.clone()),
+                Write::Update(record) => {
+                    let stored = all.get_mut(&key).expect("an update is of a stored lead");
                     order.remove(&(tenant.clone(), Cursor::of(stored).created_key));
-                    stored.fields = lead.fields.clone();
-                    stored.raw = lead.raw.clone();
-                    stored.content_hash = lead.content_hash.clone();
+                    stored.fields = record.fields;
+                    stored.raw = record.raw;
+                    stored.content_hash = record.content_hash;
                     stored.updated_at = now;
                     order.insert((tenant.clone(), Cursor::of(stored).created_key), stored.lead_id.clone());
                     report.updated += 1;
                 }
-                continue;
+                Write::Create(record) => {
+                    let duplicate_of = record.fields.phone.as_ref().and_then(|phone| {
+                        let first = phones
+                            .entry((tenant.clone(), phone.clone()))
+                            .or_insert_with(|| record.lead_id.clone());
+                        (*first != record.lead_id).then(|| first.clone())
+                    });
+                    report.duplicates += u64::from(duplicate_of.is_some());
+                    let at = record.fields.created_at.unwrap_or(now);
+                    order.insert((tenant.clone(), sort_key(at, &record.lead_id)), record.lead_id.clone());
+                    all.insert(
+                        key,
+                        StoredLead {
+                            lead_id: record.lead_id,
+                            tenant: tenant.clone(),
+                            connection_id: record.connection_id,
+                            source: record.source,
+                            source_lead_id: record.source_lead_id,
+                            fields: record.fields,
+                            raw: record.raw,
+                            content_hash: record.content_hash,
+                            acquired_at: now,
+                            updated_at: now,
+                            duplicate_of,
+                            status: LeadStatus::New,
+                            notes: String::new(),
+                            version: 1,
+                            history: Vec::new(),
+                        },
+                    );
+                    report.created += 1;
+                }
             }
-            let duplicate_of = lead.fields.phone.as_ref().and_then(|phone| {
-                let first = phones
-                    .entry((tenant.clone(), phone.clone()))
-                    .or_insert_with(|| lead.lead_id.clone());
-                (*first != lead.lead_id).then(|| first.clone())
-            });
-            report.duplicates += u64::from(duplicate_of.is_some());
-            let at = lead.fields.created_at.unwrap_or(now);
-            order.insert((tenant.clone(), sort_key(at, &lead.lead_id)), lead.lead_id.clone());
-            all.insert(
-                key,
-                StoredLead {
-                    lead_id: lead.lead_id.clone(),
-                    tenant: tenant.clone(),
-                    connection_id: lead.connection_id.clone(),
-                    source: lead.source,
-                    source_lead_id: lead.source_lead_id.clone(),
-                    fields: lead.fields.clone(),
-                    raw: lead.raw.clone(),
-                    content_hash: lead.content_hash.clone(),
-                    acquired_at: now,
-                    updated_at: now,
-                    duplicate_of,
-                    status: LeadStatus::New,
-                    notes: String::new(),
-                    version: 1,
-                    history: Vec::new(),
-                },
-            );
-            report.created += 1;
         }
         self.writes
             .fetch_add(report.created + report.updated, Ordering::Relaxed);
@@ -97,6 +137,37 @@ impl LeadStore for MemoryLeadStore {
 
     async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError> {
         Ok(lock(&self.leads).get(&(tenant.clone(), lead_id.clone())).cloned())
+    }
+
+    async fn pending_phones(
+        &self,
+        tenant: &TenantId,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<PendingPhone>, StoreError> {
+        Ok(lock(&self.pending)
+            .iter()
+            .filter(|((t, c, _), _)| t == tenant && c == connection_id)
+            .take(limit as usize)
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+
+    async fn put_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError> {
+        let mut pending = lock(&self.pending);
+        for entry in entries {
+            let key = (tenant.clone(), entry.connection_id.clone(), entry.lead_id.clone());
+            pending.insert(key, entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn drop_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError> {
+        let mut pending = lock(&self.pending);
+        for entry in entries {
+            pending.remove(&(tenant.clone(), entry.connection_id.clone(), entry.lead_id.clone()));
+        }
+        Ok(())
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {

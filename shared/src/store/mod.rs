@@ -106,13 +106,43 @@ pub trait ConnectionStore: Send + Sync {
 }
 
 /// What one batch upsert did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpsertReport {
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
     /// Created leads linked to an earlier lead with the same phone.
     pub duplicates: u64,
+    /// Leads the store refused one by one (an item over its size limit): the rest of the batch
+    /// is written; these are retried by the next run, which pulls their window again.
+    pub failed: Vec<LeadId>,
+    /// Leads now waiting for a phone retry (a decrypt failed).
+    pub phones_missing: u64,
+}
+
+impl UpsertReport {
+    pub fn add(&mut self, other: UpsertReport) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.duplicates += other.duplicates;
+        self.failed.extend(other.failed);
+        self.phones_missing += other.phones_missing;
+    }
+}
+
+/// A lead stored without its phone because the decrypt failed, remembered so that later runs
+/// retry the decrypt whatever the lead's age (not only while it is in the overlap window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPhone {
+    pub lead_id: LeadId,
+    pub connection_id: ConnectionId,
+    pub source: LeadSource,
+    pub source_lead_id: String,
+    pub cipher: String,
+    /// Retries so far.
+    pub attempts: u32,
+    pub since: DateTime<Utc>,
 }
 
 /// Most leads one [`LeadStore::upsert`] call takes (one BatchGetItem).
@@ -152,6 +182,21 @@ pub trait LeadStore: Send + Sync {
     ) -> Result<UpsertReport, StoreError>;
 
     async fn get(&self, tenant: &TenantId, lead_id: &LeadId) -> Result<Option<StoredLead>, StoreError>;
+
+    /// Up to `limit` leads of the connection waiting for a phone retry, oldest wait first is not
+    /// promised; one Query.
+    async fn pending_phones(
+        &self,
+        tenant: &TenantId,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<PendingPhone>, StoreError>;
+
+    /// Records (or re-records, with new attempt counts) leads waiting for a phone retry.
+    async fn put_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError>;
+
+    /// Forgets the retries of these leads (the phone is known, or the failure is permanent).
+    async fn drop_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError>;
 
     /// Every lead of the tenant, newest first (by platform creation time).
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError>;

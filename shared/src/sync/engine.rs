@@ -2,16 +2,17 @@
 //! within the rate limits, idempotent upserts, and the watermark moved only past what is stored.
 
 use super::rate_limit::TokenBucket;
+use super::reconcile::{Tally, Verdict};
 use super::tokens::{TokenError, TokenKeeper};
 use super::windows::WindowPlan;
 use super::{SkipReason, SyncOutcome, SyncRequest, SyncStores};
 use crate::clock::Clock;
 use crate::config::SyncConfig;
 use crate::domain::{Connection, ConnectionStatus, TokenSet};
-use crate::lead::{LeadRecord, LeadSource, PlatformLead};
+use crate::lead::{LeadFields, LeadId, LeadRecord, PlatformLead};
 use crate::platform::{ErrorKind, Platform};
-use crate::sources::{Page, PageRef, Paging, PullAuth, SourceClient, SourceError, Window};
-use crate::store::{RunRecord, StoreError, UPSERT_BATCH};
+use crate::sources::{Page, PageRef, Paging, PhoneRetry, PullAuth, SourceClient, SourceError, Window};
+use crate::store::{PendingPhone, RunRecord, StoreError, UPSERT_BATCH};
 use crate::task::{SourceCounts, Strategy, SyncTask, TaskStatus, new_task_id};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
@@ -55,8 +56,41 @@ enum SourceEnd {
     Done,
     Failed(String),
     OutOfTime,
+    /// Pulled, but some window is not proven complete (or some leads could not be stored): the
+    /// watermark stays before it and the next run pulls it again.
+    Incomplete(String),
     ReauthRequired(String),
 }
+
+/// How one window ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WindowEnd {
+    /// Every lead of the window is stored: the watermark may pass it.
+    Stored,
+    /// Pulled as far as it goes, but not proven complete, or some leads failed to store.
+    Held(String),
+}
+
+impl WindowEnd {
+    fn and(self, other: WindowEnd) -> WindowEnd {
+        match self {
+            WindowEnd::Stored => other,
+            held => held,
+        }
+    }
+}
+
+/// Leads whose phone retry one run takes on (one Query), per connection.
+const PHONE_RETRY_BATCH: u32 = 500;
+/// Retries of a refused decrypt before the lead keeps its `phoneError` for good (one a run).
+const PHONE_RETRY_ATTEMPTS: u32 = 20;
+
+/// Passes over a window after rows were deleted while paging, before it is left for next run.
+const MAX_PASSES: u32 = 2;
+/// Rounds of repairs (pages where rows can have fallen) before the window is split in time.
+const REPAIR_ROUNDS: u32 = 2;
+/// How deep a short window is split in time to find its missing rows.
+const MAX_BISECT_DEPTH: u32 = 8;
 
 /// Why a window stopped early.
 enum WindowStop {
@@ -73,6 +107,31 @@ impl From<SourceError> for WindowStop {
 impl From<StoreError> for WindowStop {
     fn from(e: StoreError) -> Self {
         WindowStop::Failed(SourceError::Store(e))
+    }
+}
+
+/// One offset-paged listing: a window of one part of a source (a chunk of the accounts it
+/// covers), paged `page_size` rows at a time.
+#[derive(Debug, Clone, Copy)]
+struct Listing {
+    window: Window,
+    part: usize,
+    page_size: u32,
+}
+
+impl Listing {
+    fn with(self, window: Window) -> Listing {
+        Listing { window, ..self }
+    }
+}
+
+fn held_if_failed(failed: u64) -> WindowEnd {
+    if failed == 0 {
+        WindowEnd::Stored
+    } else {
+        WindowEnd::Held(format!(
+            "{failed} leads could not be stored; their window is pulled again next run"
+        ))
     }
 }
 
@@ -228,6 +287,7 @@ impl SyncEngine {
             .iter()
             .filter_map(|e| match e {
                 SourceEnd::Failed(reason) | SourceEnd::ReauthRequired(reason) => Some(reason.clone()),
+                SourceEnd::Incomplete(reason) => Some(reason.clone()),
                 SourceEnd::OutOfTime => {
                     Some("stopped before the invocation deadline; the rest follows next run".into())
                 }
@@ -235,9 +295,12 @@ impl SyncEngine {
             })
             .collect();
         let done = ends.iter().filter(|e| matches!(e, SourceEnd::Done)).count();
+        let partial = ends
+            .iter()
+            .any(|e| matches!(e, SourceEnd::OutOfTime | SourceEnd::Incomplete(_)));
         task.status = if errors.is_empty() {
             TaskStatus::Completed
-        } else if done == 0 && !ends.iter().any(|e| matches!(e, SourceEnd::OutOfTime)) {
+        } else if done == 0 && !partial {
             TaskStatus::Failed
         } else {
             TaskStatus::Partial
@@ -276,7 +339,11 @@ impl SyncEngine {
         let source = client.source();
         let outcome = match client.paging() {
             Paging::Cursor { .. } => self.pull_listing(run, client, counts).await,
-            Paging::Windowed { lag, max_span, .. } => {
+            Paging::Windowed {
+                lag,
+                max_span,
+                page_size,
+            } => {
                 let info = self
                     .stores
                     .ledger
@@ -291,23 +358,16 @@ impl SyncEngine {
                     max_span,
                     full: run.strategy == Strategy::Full,
                 };
-                let mut outcome = Ok(());
-                for window in plan.windows() {
-                    outcome = self.pull_window(run, client, window, counts).await;
-                    if outcome.is_err() {
-                        break;
-                    }
-                    // Everything created before window.end is stored: only now may the mark move.
-                    self.stores
-                        .ledger
-                        .advance_watermark(&run.connection.tenant, &run.connection.id, source, window.end)
-                        .await?;
+                let outcome = self.retry_phones(run, client, counts).await;
+                match outcome {
+                    Ok(()) => self.pull_windows(run, client, plan.windows(), page_size, counts).await,
+                    Err(e) => Err(e),
                 }
-                outcome
             }
         };
         Ok(match outcome {
-            Ok(()) => SourceEnd::Done,
+            Ok(None) => SourceEnd::Done,
+            Ok(Some(held)) => SourceEnd::Incomplete(format!("{source}: {held}")),
             Err(WindowStop::OutOfTime) => SourceEnd::OutOfTime,
             Err(WindowStop::Failed(SourceError::Store(e))) => return Err(e),
             Err(WindowStop::Failed(e)) if e.kind() == Some(ErrorKind::GrantRevoked) => {
@@ -323,7 +383,7 @@ impl SyncEngine {
         run: &Run<'_>,
         client: &dyn SourceClient,
         counts: &mut SourceCounts,
-    ) -> Result<(), WindowStop> {
+    ) -> Result<Option<String>, WindowStop> {
         let everything = Window {
             start: DateTime::<Utc>::MIN_UTC,
             end: run.now,
@@ -334,93 +394,323 @@ impl SyncEngine {
             if self.out_of_time(run.deadline) {
                 return Err(WindowStop::OutOfTime);
             }
-            let fetched = self.fetch(run, client, &everything, current).await;
+            let listing = Listing {
+                window: everything,
+                part: 0,
+                page_size: 0,
+            };
+            let fetched = self.fetch(run, client, &listing, current).await;
             let fetched = fetched.inspect_err(|_| counts.failed += 1)?;
             page = fetched.next;
-            self.store(run, fetched.leads, &mut seen, counts).await?;
+            let fresh: Vec<PlatformLead> = fetched
+                .leads
+                .into_iter()
+                .filter(|l| seen.insert(l.source_lead_id.clone()))
+                .collect();
+            self.store(run, fresh, counts).await?;
         }
+        Ok(None)
+    }
+
+    /// Leads stored without their phone (a refused decrypt) get the decrypt retried, whatever
+    /// their age: a phone that opens is written (the merge drops its retry), a failure counts an
+    /// attempt, and after `PHONE_RETRY_ATTEMPTS` or a permanent failure the lead keeps its
+    /// `phoneError` for good. A failing retry never stops the sync.
+    async fn retry_phones(
+        &self,
+        run: &Run<'_>,
+        client: &dyn SourceClient,
+        counts: &mut SourceCounts,
+    ) -> Result<(), WindowStop> {
+        let (tenant, leads) = (&run.connection.tenant, &self.stores.leads);
+        let pending: Vec<PendingPhone> = leads
+            .pending_phones(tenant, &run.connection.id, PHONE_RETRY_BATCH)
+            .await?
+            .into_iter()
+            .filter(|p| p.source == client.source())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if self.out_of_time(run.deadline) {
+            return Err(WindowStop::OutOfTime);
+        }
+        for _ in 0..pending.len().div_ceil(50) {
+            self.limits.bucket(client.platform()).acquire().await;
+            run.bucket.acquire().await;
+        }
+        let tokens = run.tokens.lock().await.clone();
+        let auth = PullAuth {
+            connection: run.connection,
+            tokens: tokens.as_ref(),
+            part: 0,
+        };
+        let ciphers: Vec<String> = pending.iter().map(|p| p.cipher.clone()).collect();
+        let results = match client.retry_phones(&auth, &ciphers).await {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!(source = %client.source(), error = %e, "phone retry failed; next run tries again");
+                counts.phones_pending += pending.len() as u64;
+                return Ok(());
+            }
+        };
+        let (mut opened, mut again, mut given_up) = (Vec::new(), Vec::new(), Vec::new());
+        for mut entry in pending {
+            match results.get(&entry.cipher) {
+                Some(PhoneRetry::Opened(phone)) => opened.push((entry, phone.clone())),
+                Some(PhoneRetry::Failed { permanent: true, .. }) => given_up.push(entry),
+                _ => {
+                    entry.attempts += 1;
+                    if entry.attempts >= PHONE_RETRY_ATTEMPTS {
+                        given_up.push(entry);
+                    } else {
+                        again.push(entry);
+                    }
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (entry, phone) in &opened {
+            match leads.get(tenant, &entry.lead_id).await? {
+                Some(stored) => {
+                    let fields = LeadFields {
+                        phone: Some(phone.clone()),
+                        phone_error: None,
+                        ..stored.fields
+                    };
+                    let lead = PlatformLead {
+                        source: stored.source,
+                        source_lead_id: stored.source_lead_id,
+                        fields,
+                        raw: stored.raw,
+                        phone_cipher: None,
+                    };
+                    records.push(LeadRecord::new(tenant, &stored.connection_id, lead));
+                }
+                None => given_up.push(entry.clone()),
+            }
+        }
+        for batch in records.chunks(UPSERT_BATCH) {
+            let report = leads.upsert(tenant, batch, self.clock.now()).await?;
+            counts.phones_recovered += report.updated;
+        }
+        // A recovered phone's retry is dropped by the upsert; these are the rest.
+        leads.put_pending_phones(tenant, &again).await?;
+        leads.drop_pending_phones(tenant, &given_up).await?;
+        counts.phones_pending += again.len() as u64;
         Ok(())
     }
 
-    /// One window: the first page tells the total; a window deeper than the platform pages is
-    /// split in two; otherwise the other pages are fetched concurrently and stored in order.
+    /// The windows of one source in order, each part of each. The watermark follows the
+    /// windows that are stored; after the first that is not, later windows are still pulled (their
+    /// leads are wanted) but the watermark stays put. `Some` says why it stayed.
+    async fn pull_windows(
+        &self,
+        run: &Run<'_>,
+        client: &dyn SourceClient,
+        windows: Vec<Window>,
+        page_size: u32,
+        counts: &mut SourceCounts,
+    ) -> Result<Option<String>, WindowStop> {
+        let parts = client.parts(run.connection);
+        let mut held = None;
+        for window in windows {
+            let mut end = WindowEnd::Stored;
+            for part in 0..parts {
+                let listing = Listing {
+                    window,
+                    part,
+                    page_size,
+                };
+                end = end.and(self.pull_window(run, client, listing, None, counts, 0).await?);
+            }
+            match end {
+                WindowEnd::Stored if held.is_none() => {
+                    // Everything created before window.end is stored: only now may the mark move.
+                    self.stores
+                        .ledger
+                        .advance_watermark(&run.connection.tenant, &run.connection.id, client.source(), window.end)
+                        .await?;
+                }
+                WindowEnd::Stored => {}
+                WindowEnd::Held(reason) => {
+                    counts.unreconciled_windows += 1;
+                    held.get_or_insert(reason);
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// One window (of one part): the first page tells the total; a window deeper than the
+    /// platform pages is split in two; otherwise every page is fetched, concurrently, and the
+    /// window is reconciled with the platform's final answer (see [`super::reconcile`]). A part of
+    /// a short window (`parent`) starts from the rows its parent fetched, and is settled by one
+    /// request when they cover its total.
     async fn pull_window(
         &self,
         run: &Run<'_>,
         client: &dyn SourceClient,
-        window: Window,
+        listing: Listing,
+        parent: Option<&Tally>,
         counts: &mut SourceCounts,
-    ) -> Result<(), WindowStop> {
+        depth: u32,
+    ) -> Result<WindowEnd, WindowStop> {
+        let window = listing.window;
+        let mut tally = Tally::new(listing.page_size);
+        if let Some(parent) = parent {
+            tally.inherit(parent, &window);
+        }
+        let mut failed = 0u64;
+        let first = self.fetch_counted(run, client, listing, 1, counts).await?;
+        counts.reconcile_requests += u64::from(parent.is_some());
+        if first.total.is_some_and(|t| t > self.config.max_window_rows) && window.span() > MIN_SPLIT_SPAN {
+            let (early, late) = window.split();
+            let early = Box::pin(self.pull_window(run, client, listing.with(early), None, counts, depth)).await?;
+            let late = Box::pin(self.pull_window(run, client, listing.with(late), None, counts, depth)).await?;
+            return Ok(early.and(late));
+        }
+        self.take(run, &mut tally, 1, first, counts, &mut failed).await?;
+        let mut deleted = false;
+        'passes: for pass in 0..MAX_PASSES {
+            if pass > 0 {
+                tally.reset();
+                let first = self.fetch_counted(run, client, listing, 1, counts).await?;
+                counts.reconcile_requests += 1;
+                self.take(run, &mut tally, 1, first, counts, &mut failed).await?;
+            }
+            // Every page by the latest count (leads created while paging add pages).
+            loop {
+                let missing = tally.unfetched();
+                if missing.is_empty() {
+                    break;
+                }
+                let extra = if pass > 0 { missing.len() as u64 } else { 0 };
+                counts.reconcile_requests += extra;
+                self.fetch_pages(run, client, listing, &missing, &mut tally, counts, &mut failed)
+                    .await?;
+            }
+            for round in 0..=REPAIR_ROUNDS {
+                let final_total = if tally.answers() <= 1 {
+                    // One answer is one consistent look at the window.
+                    tally.max_total()
+                } else {
+                    let check = self.fetch_counted(run, client, listing, 1, counts).await?;
+                    counts.reconcile_requests += 1;
+                    let total = check.total;
+                    self.take(run, &mut tally, 1, check, counts, &mut failed).await?;
+                    total.unwrap_or(tally.max_total())
+                };
+                match tally.verdict(final_total) {
+                    Verdict::Reconciled => return Ok(held_if_failed(failed)),
+                    Verdict::Deleted => {
+                        deleted = true;
+                        continue 'passes;
+                    }
+                    Verdict::Short { .. } if round == REPAIR_ROUNDS => break 'passes,
+                    Verdict::Short { .. } => {
+                        let mut pages = tally.repair_pages(final_total);
+                        pages.extend(tally.unfetched());
+                        pages.sort_unstable();
+                        pages.dedup();
+                        if pages.is_empty() {
+                            break 'passes;
+                        }
+                        counts.reconcile_requests += pages.len() as u64;
+                        self.fetch_pages(run, client, listing, &pages, &mut tally, counts, &mut failed)
+                            .await?;
+                    }
+                }
+            }
+        }
+        if !deleted && depth < MAX_BISECT_DEPTH && window.span() > MIN_SPLIT_SPAN {
+            // Rows are missing somewhere: each half whose total the rows already fetched cover
+            // costs one request; the others are looked into further.
+            let (early, late) = window.split();
+            let early = Box::pin(self.pull_window(run, client, listing.with(early), Some(&tally), counts, depth + 1));
+            let early = early.await?;
+            let late = Box::pin(self.pull_window(run, client, listing.with(late), Some(&tally), counts, depth + 1));
+            return Ok(early.and(late.await?).and(held_if_failed(failed)));
+        }
+        Ok(WindowEnd::Held(format!(
+            "a window from {} to {} did not reconcile with the platform's totals ({} rows fetched, {} reported)",
+            window.start.to_rfc3339(),
+            window.end.to_rfc3339(),
+            tally.distinct(),
+            tally.max_total()
+        )))
+    }
+
+    /// One page of a listing, counted as failed when it still fails after retries.
+    async fn fetch_counted(
+        &self,
+        run: &Run<'_>,
+        client: &dyn SourceClient,
+        listing: Listing,
+        page: u32,
+        counts: &mut SourceCounts,
+    ) -> Result<Page, WindowStop> {
         if self.out_of_time(run.deadline) {
             return Err(WindowStop::OutOfTime);
         }
-        let first = self
-            .fetch(run, client, &window, PageRef::Number(1))
-            .await
-            .inspect_err(|_| counts.failed += 1)?;
-        if first.total.is_some_and(|t| t > self.config.max_window_rows) && window.span() > MIN_SPLIT_SPAN {
-            let (early, late) = window.split();
-            Box::pin(self.pull_window(run, client, early, counts)).await?;
-            return Box::pin(self.pull_window(run, client, late, counts)).await;
+        let fetched = self.fetch(run, client, &listing, PageRef::Number(page)).await;
+        Ok(fetched.inspect_err(|_| counts.failed += 1)?)
+    }
+
+    /// Pages of a listing, `page_concurrency` at a time, each stored and tallied as it arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_pages(
+        &self,
+        run: &Run<'_>,
+        client: &dyn SourceClient,
+        listing: Listing,
+        pages: &[u32],
+        tally: &mut Tally,
+        counts: &mut SourceCounts,
+        failed: &mut u64,
+    ) -> Result<(), WindowStop> {
+        let listing = &listing;
+        let mut stream = futures_util::stream::iter(pages.iter().copied())
+            .map(|n| async move {
+                if self.out_of_time(run.deadline) {
+                    return (n, Err(WindowStop::OutOfTime));
+                }
+                let page = self.fetch(run, client, listing, PageRef::Number(n)).await;
+                (n, page.map_err(WindowStop::from))
+            })
+            .buffer_unordered(self.config.page_concurrency.max(1));
+        while let Some((n, result)) = stream.next().await {
+            // A failed page ends the window; dropping the stream cancels what is in flight.
+            let page = result.inspect_err(|e| {
+                if matches!(e, WindowStop::Failed(_)) {
+                    counts.failed += 1;
+                }
+            })?;
+            self.take(run, tally, n, page, counts, failed).await?;
         }
-        let mut seen = HashSet::new();
-        let mut next = first.next;
-        let pages = first.pages;
-        // Pages the window has by the latest count: leads created while paging shift the rest.
-        let mut latest_pages = pages.unwrap_or(1);
-        self.store(run, first.leads, &mut seen, counts).await?;
-        match pages {
-            Some(pages) if pages > 1 => {
-                let mut stream = futures_util::stream::iter(2..=pages)
-                    .map(|n| async move {
-                        if self.out_of_time(run.deadline) {
-                            return Err(WindowStop::OutOfTime);
-                        }
-                        self.fetch(run, client, &window, PageRef::Number(n))
-                            .await
-                            .map_err(WindowStop::from)
-                    })
-                    .buffered(self.config.page_concurrency.max(1));
-                while let Some(result) = stream.next().await {
-                    // A failed page ends the window; dropping the stream cancels what is in flight.
-                    let page = result.inspect_err(|e| {
-                        if matches!(e, WindowStop::Failed(_)) {
-                            counts.failed += 1;
-                        }
-                    })?;
-                    latest_pages = latest_pages.max(page.pages.unwrap_or(0));
-                    self.store(run, page.leads, &mut seen, counts).await?;
-                }
-                // The window grew while we paged: what was pushed past the last page is fetched too.
-                let mut n = pages + 1;
-                while n <= latest_pages {
-                    if self.out_of_time(run.deadline) {
-                        return Err(WindowStop::OutOfTime);
-                    }
-                    let page = self
-                        .fetch(run, client, &window, PageRef::Number(n))
-                        .await
-                        .inspect_err(|_| counts.failed += 1)?;
-                    latest_pages = latest_pages.max(page.pages.unwrap_or(0));
-                    self.store(run, page.leads, &mut seen, counts).await?;
-                    n += 1;
-                }
-            }
-            // No page count: follow `next` one page at a time.
-            _ => {
-                while let Some(current) = next {
-                    if self.out_of_time(run.deadline) {
-                        return Err(WindowStop::OutOfTime);
-                    }
-                    let page = self
-                        .fetch(run, client, &window, current)
-                        .await
-                        .inspect_err(|_| counts.failed += 1)?;
-                    next = page.next;
-                    self.store(run, page.leads, &mut seen, counts).await?;
-                }
-            }
-        }
+        Ok(())
+    }
+
+    /// Stores the leads of an answer not yet seen in this window, then tallies the answer.
+    async fn take(
+        &self,
+        run: &Run<'_>,
+        tally: &mut Tally,
+        number: u32,
+        page: Page,
+        counts: &mut SourceCounts,
+        failed: &mut u64,
+    ) -> Result<(), StoreError> {
+        let mut fresh: Vec<PlatformLead> = page
+            .leads
+            .iter()
+            .filter(|l| !tally.has(&l.source_lead_id))
+            .cloned()
+            .collect();
+        let mut ids = HashSet::new();
+        fresh.retain(|l| ids.insert(l.source_lead_id.clone()));
+        tally.record(number, &page);
+        *failed += self.store(run, fresh, counts).await?.len() as u64;
         Ok(())
     }
 
@@ -430,7 +720,7 @@ impl SyncEngine {
         &self,
         run: &Run<'_>,
         client: &dyn SourceClient,
-        window: &Window,
+        listing: &Listing,
         page: PageRef,
     ) -> Result<Page, SourceError> {
         let mut retried = false;
@@ -441,8 +731,9 @@ impl SyncEngine {
             let auth = PullAuth {
                 connection: run.connection,
                 tokens: tokens.as_ref(),
+                part: listing.part,
             };
-            let result = client.fetch(&auth, window, page).await;
+            let result = client.fetch(&auth, &listing.window, page).await;
             tracing::debug!(source = %client.source(), ?page, leads = result.as_ref().map(|p| p.leads.len()).ok(), error = result.as_ref().err().map(|e| e.to_string()), "page fetched");
             match result {
                 Err(e) if e.kind() == Some(ErrorKind::AccessTokenInvalid) && !retried => {
@@ -485,29 +776,31 @@ impl SyncEngine {
         }
     }
 
-    /// Stores a page's leads not yet seen in this window, in batches.
+    /// Stores leads (distinct ids) in batches; returns the leads the store refused.
     async fn store(
         &self,
         run: &Run<'_>,
         leads: Vec<PlatformLead>,
-        seen: &mut HashSet<(LeadSource, String)>,
         counts: &mut SourceCounts,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<LeadId>, StoreError> {
         let tenant = &run.connection.tenant;
         let fresh: Vec<LeadRecord> = leads
             .into_iter()
-            .filter(|l| seen.insert((l.source, l.source_lead_id.clone())))
             .map(|l| LeadRecord::new(tenant, &run.connection.id, l))
             .collect();
         counts.fetched += fresh.len() as u64;
+        let mut failed = Vec::new();
         for batch in fresh.chunks(UPSERT_BATCH) {
             let report = self.stores.leads.upsert(tenant, batch, self.clock.now()).await?;
             counts.created += report.created;
             counts.updated += report.updated;
             counts.unchanged += report.unchanged;
             counts.duplicates += report.duplicates;
+            counts.phones_pending += report.phones_missing;
+            counts.failed_leads += report.failed.len() as u64;
+            failed.extend(report.failed);
         }
-        Ok(())
+        Ok(failed)
     }
 }
 

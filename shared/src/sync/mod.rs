@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod engine;
 pub mod fanout;
 pub mod rate_limit;
+pub mod reconcile;
 pub mod requests;
 pub mod tokens;
 pub mod windows;

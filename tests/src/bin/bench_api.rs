@@ -39,6 +39,7 @@ fn lead(tenant: &TenantId, i: usize) -> LeadRecord {
                 ..LeadFields::default()
             },
             raw: serde_json::json!({"clue_id": i, "telephone": format!("139{i:08}")}),
+            phone_cipher: None,
         },
     )
 }

@@ -43,7 +43,17 @@ async fn fans_list(State(state): State<S>, RawQuery(raw): RawQuery, headers: Hea
         return openapi_error(&state, 2100005, "Parameter error: 1 <= count <= 100");
     }
     // Pages count from 1 for the page-fault switch: cursor 0 is page 1.
-    if let Some(fault) = gate(&state, SimSource::Fans, &open_id, (cursor / count) as u32 + 1) {
+    let everything = (chrono::DateTime::<chrono::Utc>::MIN_UTC, now);
+    let page = (cursor / count) as u32 + 1;
+    if let Some(fault) = gate(
+        &state,
+        SimSource::Fans,
+        std::slice::from_ref(&open_id),
+        page,
+        everything,
+    )
+    .await
+    {
         return fault;
     }
     let fans = state.data().leads.all(SimSource::Fans, &open_id);

@@ -43,6 +43,9 @@ pub struct Faults {
     pub decrypt_failures: bool,
     pub duplicate_across_pages: bool,
     pub insert_while_paging: Option<usize>,
+    /// Page number → (delay, leads inserted after it), once.
+    pub page_script: HashMap<u32, (Duration, usize)>,
+    pub adversary: Option<super::adversary::Adversary>,
 }
 
 fn is_consent_page(path: &str) -> bool {

@@ -71,7 +71,8 @@ async fn pull_clues(State(state): State<S>, RawQuery(raw): RawQuery, headers: He
         .and_then(|v| v.parse().ok())
         .unwrap_or(10)
         .clamp(1, 100);
-    if let Some(fault) = gate(&state, SimSource::Feiyu, &account.advertiser_id, page) {
+    let accounts = std::slice::from_ref(&account.advertiser_id);
+    if let Some(fault) = gate(&state, SimSource::Feiyu, accounts, page, (from, to)).await {
         return fault;
     }
     let all = state

@@ -99,7 +99,15 @@ async fn clue_query(State(state): State<S>, RawQuery(q): RawQuery, headers: Head
     if page < 1 || !(1..=100).contains(&size) {
         return openapi_error(&state, 2100005, "Parameter error: page >= 1, 1 <= page_size <= 100");
     }
-    if let Some(fault) = gate(&state, SimSource::Laike, &account, page) {
+    if let Some(fault) = gate(
+        &state,
+        SimSource::Laike,
+        std::slice::from_ref(&account),
+        page,
+        (start, end),
+    )
+    .await
+    {
         return fault;
     }
     let all = state.data().leads.window(SimSource::Laike, &account, start, end);

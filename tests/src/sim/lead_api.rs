@@ -87,9 +87,101 @@ fn throttled(state: &SimState, source: SimSource) -> Response {
     }
 }
 
-/// Applies the lead-endpoint switches to a request for `page` of (source, account); `Some` is
-/// the answer to send instead.
-pub fn gate(state: &SimState, source: SimSource, account: &str, page: u32) -> Option<Response> {
+/// The platform's own answer to a fault the adversary drew.
+fn fault_answer(state: &SimState, source: SimSource, fault: &super::Fault) -> Response {
+    match fault {
+        super::Fault::Throttle => throttled(state, source),
+        super::Fault::MalformedJson => Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{\"data\": {"))
+            .expect("static response"),
+        super::Fault::TokenExpired => {
+            let mut data = state.data();
+            data.douyin_access.clear();
+            data.oceanengine_access.clear();
+            data.client_tokens.clear();
+            drop(data);
+            match source {
+                SimSource::OceanEngineClue | SimSource::OceanEngineLife => {
+                    super::oceanengine::error(state, 40105, "access token has expired").into_response()
+                }
+                SimSource::Feiyu => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+                SimSource::Fans => openapi_error(state, 2190008, "access_token has expired"),
+                SimSource::Laike => openapi_error(state, 28001008, "access token has expired"),
+            }
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream fault injected by the adversary",
+        )
+            .into_response(),
+    }
+}
+
+/// The scripted page and the adversary: waits, changes the window's leads, maybe fails.
+async fn adversary(
+    state: &SimState,
+    source: SimSource,
+    accounts: &[String],
+    page: u32,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Option<Response> {
+    let (script, moved) = {
+        let mut f = lock(&state.faults);
+        let script = f.page_script.remove(&page);
+        let moved = f.adversary.as_mut().map(|a| a.draw(window.0, window.1));
+        (script, moved)
+    };
+    if let Some((delay, insert)) = script {
+        tokio::time::sleep(delay).await;
+        let at = state.now() - chrono::Duration::minutes(15);
+        let account = accounts.first().cloned().unwrap_or_default();
+        state.data().leads.insert(source, &account, insert, at);
+    }
+    let moved = moved?;
+    tokio::time::sleep(moved.delay).await;
+    let account = {
+        let mut f = lock(&state.faults);
+        let pick = f.adversary.as_mut().map_or(0, |a| a.rng.below(accounts.len() as u64));
+        if moved.switch_encoding {
+            f.string_numbers = !f.string_numbers;
+        }
+        if moved.toggle_decrypt_refusal {
+            f.decrypt_failures = !f.decrypt_failures;
+        }
+        accounts.get(pick as usize).cloned().unwrap_or_default()
+    };
+    if let Some(fault) = &moved.fault {
+        return Some(fault_answer(state, source, fault));
+    }
+    let deleted = {
+        let mut data = state.data();
+        data.leads.insert_at(source, &account, &moved.inserts);
+        moved
+            .delete
+            .and_then(|pick| data.leads.delete_in(source, &account, window.0, window.1, pick))
+    };
+    if let Some(id) = deleted
+        && let Some(a) = lock(&state.faults).adversary.as_mut()
+    {
+        a.deleted.push(id);
+    }
+    None
+}
+
+/// Applies the lead-endpoint switches to a request for `page` of the window of (source,
+/// accounts); `Some` is the answer to send instead.
+pub async fn gate(
+    state: &SimState,
+    source: SimSource,
+    accounts: &[String],
+    page: u32,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> Option<Response> {
+    if let Some(answer) = adversary(state, source, accounts, page, window).await {
+        return Some(answer);
+    }
+    let account = accounts.first().map(String::as_str).unwrap_or("");
     let mut insert = 0;
     {
         let mut f = lock(&state.faults);

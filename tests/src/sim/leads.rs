@@ -33,6 +33,8 @@ const NAMES: [&str; 6] = ["张先生", "李女士", "王先生", "赵女士", "�
 #[derive(Default)]
 pub struct Book {
     accounts: HashMap<(SimSource, String), Vec<SimLead>>,
+    /// Leads ever made per account: ids derive from it, so a deletion never lets one repeat.
+    made: HashMap<(SimSource, String), usize>,
 }
 
 fn digest(source: SimSource, account: &str, i: usize) -> [u8; 32] {
@@ -71,14 +73,23 @@ impl Book {
         self.accounts.entry((source, account.to_owned())).or_default()
     }
 
+    /// Reserves `n` lead numbers of the account; returns the first.
+    fn reserve(&mut self, source: SimSource, account: &str, n: usize) -> usize {
+        self.list(source, account);
+        let made = self.made.entry((source, account.to_owned())).or_default();
+        let first = *made;
+        *made += n;
+        first
+    }
+
     pub fn has(&self, source: SimSource, account: &str) -> bool {
         self.accounts.contains_key(&(source, account.to_owned()))
     }
 
     /// `count` leads spread evenly over `[base - span, base)`.
     pub fn seed(&mut self, source: SimSource, account: &str, count: usize, span: Duration, base: DateTime<Utc>) {
+        let start = self.reserve(source, account, count);
         let list = self.list(source, account);
-        let start = list.len();
         let step = span / (count.max(1) as i32);
         for k in 0..count {
             let at = base - span + step * (k as i32);
@@ -87,11 +98,54 @@ impl Book {
     }
 
     pub fn insert(&mut self, source: SimSource, account: &str, n: usize, at: DateTime<Utc>) {
+        let start = self.reserve(source, account, n);
         let list = self.list(source, account);
-        let start = list.len();
         for k in 0..n {
             list.push(make(source, account, start + k, at + Duration::seconds(k as i64)));
         }
+    }
+
+    /// One lead for each creation time in `times`.
+    pub fn insert_at(&mut self, source: SimSource, account: &str, times: &[DateTime<Utc>]) {
+        let start = self.reserve(source, account, times.len());
+        let list = self.list(source, account);
+        for (k, at) in times.iter().enumerate() {
+            list.push(make(source, account, start + k, *at));
+        }
+    }
+
+    /// Deletes lead number `pick` (modulo their count) of those created in `[start, end]`;
+    /// returns its id.
+    pub fn delete_in(
+        &mut self,
+        source: SimSource,
+        account: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        pick: u64,
+    ) -> Option<String> {
+        let list = self.list(source, account);
+        let inside: Vec<usize> = (0..list.len())
+            .filter(|&i| list[i].create_time >= start && list[i].create_time <= end)
+            .collect();
+        let chosen = *inside.get((pick % inside.len().max(1) as u64) as usize)?;
+        Some(list.remove(chosen).clue_id)
+    }
+
+    /// The leads of several accounts created in `[start, end]`, newest first.
+    pub fn window_of(
+        &self,
+        source: SimSource,
+        accounts: &[String],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Vec<SimLead> {
+        let mut leads: Vec<SimLead> = accounts
+            .iter()
+            .flat_map(|a| self.window(source, a, start, end))
+            .collect();
+        leads.sort_by(|a, b| b.create_time.cmp(&a.create_time).then(a.clue_id.cmp(&b.clue_id)));
+        leads
     }
 
     /// The `n` newest leads get their late fields and a new modify time.

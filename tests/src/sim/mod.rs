@@ -5,6 +5,7 @@
 //! One server answers for both platforms (their paths do not overlap). It keeps its own clock,
 //! which tests move forward to expire codes and tokens without sleeping.
 
+pub mod adversary;
 mod douyin;
 mod fans;
 mod faults;
@@ -84,6 +85,8 @@ pub(crate) struct Data {
     pub leads: leads::Book,
     /// Feiyu accounts by console token.
     pub feiyu: HashMap<String, feiyu::FeiyuAccount>,
+    /// Ocean Engine: the other accounts a token's advertiser may read.
+    pub granted: HashMap<String, Vec<String>>,
 }
 
 /// A consent the user gave: who, with what scopes, until when the code works.
@@ -230,6 +233,36 @@ impl SimHandle {
     /// The next lead request for a page after the first inserts `n` new leads first, once.
     pub fn insert_while_paging(&self, n: usize) {
         lock(&self.0.faults).insert_while_paging = Some(n);
+    }
+
+    /// The next request for page `page` waits `delay`, then `insert` leads created 15 minutes
+    /// ago appear, then it is answered: what the other pages answered meanwhile is now stale.
+    pub fn script_page(&self, page: u32, delay: std::time::Duration, insert: usize) {
+        lock(&self.0.faults).page_script.insert(page, (delay, insert));
+    }
+
+    /// Every lead request from now on meets this adversary (see [`adversary`]).
+    pub fn set_adversary(&self, adversary: Option<adversary::Adversary>) {
+        lock(&self.0.faults).adversary = adversary;
+    }
+
+    /// Turns the adversary off (a quiescent platform) or on again; returns the leads it deleted.
+    pub fn calm_adversary(&self, calm: bool) -> Vec<String> {
+        let mut faults = lock(&self.0.faults);
+        faults.string_numbers = false;
+        faults.decrypt_failures = false;
+        match faults.adversary.as_mut() {
+            Some(a) => {
+                a.active = !calm;
+                a.deleted.clone()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Ocean Engine: a token of `owner` may also read these (local) accounts.
+    pub fn grant_accounts(&self, owner: &str, accounts: &[String]) {
+        self.0.data().granted.insert(owner.to_owned(), accounts.to_vec());
     }
 
     /// Each page after the first starts with the previous page's last row.

@@ -66,7 +66,7 @@ struct Query {
 }
 
 /// Checks token, accounts, times and paging shared by both endpoints.
-fn read(
+async fn read(
     state: &SimState,
     headers: &HeaderMap,
     p: &HashMap<String, String>,
@@ -85,7 +85,8 @@ fn read(
             error(state, 40002, &format!("{ids_key} must hold 1 to {max_ids} ids")).into_response(),
         ));
     }
-    if accounts.iter().any(|a| *a != owner) {
+    let granted = state.data().granted.get(&owner).cloned().unwrap_or_default();
+    if accounts.iter().any(|a| *a != owner && !granted.contains(a)) {
         return Err(Box::new(
             error(state, 40002, "no permission for this advertiser").into_response(),
         ));
@@ -105,10 +106,10 @@ fn read(
             error(state, 40002, "page >= 1 and 1 <= page_size <= 100").into_response(),
         ));
     }
-    if let Some(fault) = gate(state, source, &owner, page) {
+    if let Some(fault) = gate(state, source, &accounts, page, (start, end)).await {
         return Err(Box::new(fault));
     }
-    let leads = state.data().leads.window(source, &owner, start, end);
+    let leads = state.data().leads.window_of(source, &accounts, start, end);
     Ok(Query {
         account: owner,
         leads,
@@ -127,7 +128,7 @@ fn page_rows(state: &SimState, q: &Query, record: impl Fn(&SimLead) -> Value) ->
 
 async fn clue_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     let p = collect(raw.as_deref(), &headers, &body);
-    let q = match read(&state, &headers, &p, "advertiser_ids", 100, SimSource::OceanEngineClue) {
+    let q = match read(&state, &headers, &p, "advertiser_ids", 100, SimSource::OceanEngineClue).await {
         Ok(q) => q,
         Err(answer) => return *answer,
     };
@@ -162,7 +163,9 @@ async fn life_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: Head
         "local_account_ids",
         50,
         SimSource::OceanEngineLife,
-    ) {
+    )
+    .await
+    {
         Ok(q) => q,
         Err(answer) => return *answer,
     };

@@ -1,0 +1,258 @@
+//! When is a window of an offset-paged listing really stored? Pages fetched concurrently are
+//! answered at different moments, and rows inserted or deleted meanwhile shift the others across
+//! page boundaries, where they fall between pages. So a window counts as stored only when what we
+//! fetched reconciles with the platform's final answer:
+//!
+//! * Every answer carries the window's total at that moment. Without deletions totals only grow,
+//!   and every row fetched still exists, so `distinct ids fetched ≥ the total of a final answer
+//!   taken after all others` proves that nothing is missing.
+//! * A final total below an earlier one means rows were deleted while paging; rows fetched may be
+//!   gone, the count proves nothing, and the window is pulled again from scratch.
+//! * A short count is repaired where rows can have fallen: at a boundary between pages `k` and
+//!   `k+1` rows fall through only when page `k+1` was answered before page `k` (its total is
+//!   smaller) and rows were inserted in between; they then lie at most a few pages after the
+//!   boundary. What is still missing after that is found by splitting the window in time: a half
+//!   whose total is covered by rows already fetched costs one request.
+//!
+//! An insert exactly undone by a delete between two answers leaves no trace in any total; the
+//! overlap of the next run and a FULL sync are what catch that.
+
+use crate::lead::PlatformLead;
+use crate::sources::{Page, Window};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the rows and totals of one window say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every row the platform holds for the window was fetched.
+    Reconciled,
+    /// `missing` rows (at least) were not fetched.
+    Short { missing: u64 },
+    /// The total fell while paging: rows were deleted, so counting proves nothing.
+    Deleted,
+}
+
+/// Rows fetched for one window, and the total each page reported.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    page_size: u32,
+    /// Distinct ids fetched, with their creation times.
+    seen: HashMap<String, Option<DateTime<Utc>>>,
+    /// Per page, the smallest and largest total its answers reported (the earliest and the
+    /// latest answer, as totals only grow without deletions).
+    page_totals: BTreeMap<u32, (u64, u64)>,
+    /// The largest total any answer reported.
+    max_total: u64,
+    /// The most pages any answer reported.
+    max_pages: u32,
+    answers: u32,
+}
+
+impl Tally {
+    pub fn new(page_size: u32) -> Self {
+        Self {
+            page_size: page_size.max(1),
+            seen: HashMap::new(),
+            page_totals: BTreeMap::new(),
+            max_total: 0,
+            max_pages: 0,
+            answers: 0,
+        }
+    }
+
+    /// Rows an earlier look at a wider window already fetched, for a part of it.
+    pub fn inherit(&mut self, parent: &Tally, window: &Window) {
+        for (id, at) in &parent.seen {
+            // Strictly inside: whether a platform counts a row at exactly a bound is not known,
+            // and counting one it does not would hide a missing row.
+            if at.is_some_and(|t| t > window.start && t < window.end) {
+                self.seen.insert(id.clone(), *at);
+            }
+        }
+    }
+
+    /// Notes one answer for `page`.
+    pub fn record(&mut self, page: u32, answer: &Page) {
+        self.answers += 1;
+        for lead in &answer.leads {
+            self.note(lead);
+        }
+        let total = answer.total.unwrap_or_else(|| self.fallback_total(page, answer));
+        let span = self.page_totals.entry(page).or_insert((total, total));
+        *span = (span.0.min(total), span.1.max(total));
+        self.max_total = self.max_total.max(total);
+        let pages = answer.pages.unwrap_or_else(|| self.pages_for(total));
+        self.max_pages = self.max_pages.max(pages);
+    }
+
+    /// A platform that gives no total: what this page's rows imply.
+    fn fallback_total(&self, page: u32, answer: &Page) -> u64 {
+        let before = u64::from(page.saturating_sub(1)) * u64::from(self.page_size);
+        before + answer.leads.len() as u64 + u64::from(answer.next.is_some())
+    }
+
+    fn note(&mut self, lead: &PlatformLead) {
+        self.seen
+            .entry(lead.source_lead_id.clone())
+            .or_insert(lead.fields.created_at);
+    }
+
+    pub fn has(&self, id: &str) -> bool {
+        self.seen.contains_key(id)
+    }
+
+    pub fn distinct(&self) -> u64 {
+        self.seen.len() as u64
+    }
+
+    pub fn answers(&self) -> u32 {
+        self.answers
+    }
+
+    pub fn max_total(&self) -> u64 {
+        self.max_total
+    }
+
+    fn pages_for(&self, total: u64) -> u32 {
+        total.div_ceil(u64::from(self.page_size)).min(u64::from(u32::MAX)) as u32
+    }
+
+    /// Pages the window has by the largest count seen.
+    pub fn pages_needed(&self) -> u32 {
+        self.max_pages.max(self.pages_for(self.max_total))
+    }
+
+    /// Pages up to `pages_needed` that no answer covered yet.
+    pub fn unfetched(&self) -> Vec<u32> {
+        (1..=self.pages_needed())
+            .filter(|p| !self.page_totals.contains_key(p))
+            .collect()
+    }
+
+    /// The verdict, given the total of an answer taken after every other.
+    pub fn verdict(&self, final_total: u64) -> Verdict {
+        if final_total < self.max_total {
+            return Verdict::Deleted;
+        }
+        match final_total.checked_sub(self.distinct()) {
+            None | Some(0) => Verdict::Reconciled,
+            Some(missing) => Verdict::Short { missing },
+        }
+    }
+
+    /// The pages to fetch again where rows can have fallen between pages. A boundary `k|k+1` is
+    /// covered when some answer of page `k` came no later than some answer of page `k+1` (rows
+    /// pushed over it then show up twice instead of never). Otherwise every answer of `k+1`
+    /// predates every answer of `k`, and rows inserted in between can have crossed it unseen; by
+    /// the final answer they lie at most `final − total(k+1)` rows past it.
+    pub fn repair_pages(&self, final_total: u64) -> Vec<u32> {
+        let size = u64::from(self.page_size);
+        let last = self.pages_for(final_total).max(1);
+        let mut pages = Vec::new();
+        for (&k, &(earliest_k, _)) in &self.page_totals {
+            let Some(&(_, latest_next)) = self.page_totals.get(&(k + 1)) else {
+                continue;
+            };
+            if earliest_k <= latest_next {
+                continue;
+            }
+            let spread = final_total.saturating_sub(latest_next).max(1);
+            let through = (u64::from(k) * size + spread).div_ceil(size).min(u64::from(last)) as u32;
+            pages.extend(k + 1..=through.max(k + 1));
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        pages
+    }
+
+    /// Forgets every row and answer: the window is pulled again from scratch.
+    pub fn reset(&mut self) {
+        *self = Tally::new(self.page_size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lead::{LeadFields, LeadSource};
+    use crate::sources::PageRef;
+
+    fn page(ids: std::ops::Range<u32>, total: u64) -> Page {
+        Page {
+            leads: ids
+                .map(|i| PlatformLead {
+                    source: LeadSource::Laike,
+                    source_lead_id: i.to_string(),
+                    fields: LeadFields::default(),
+                    raw: serde_json::Value::Null,
+                    phone_cipher: None,
+                })
+                .collect(),
+            total: Some(total),
+            pages: None,
+            next: Some(PageRef::Number(2)),
+        }
+    }
+
+    #[test]
+    fn rows_pushed_over_a_boundary_answered_out_of_order_are_located() {
+        // 30 rows (ids = positions), pages of 10. Pages 1 and 3 answer; then 2 rows are
+        // inserted at the top; then page 2 answers with old rows 8..18. Old rows 18 and 19 now
+        // sit on page 3, which answered before they moved there.
+        let mut t = Tally::new(10);
+        t.record(1, &page(0..10, 30));
+        t.record(3, &page(20..30, 30));
+        t.record(2, &page(8..18, 32));
+        // The final check (page 1) brings the two new rows and old 0..8.
+        let mut check = page(100..102, 32);
+        check.leads.extend(page(0..8, 32).leads);
+        t.record(1, &check);
+        assert_eq!(t.verdict(32), Verdict::Short { missing: 2 });
+        assert_eq!(t.repair_pages(32), vec![3], "only 2|3 can have lost rows");
+        t.record(3, &page(18..28, 32));
+        assert_eq!(t.verdict(32), Verdict::Reconciled);
+        assert_eq!(t.repair_pages(32), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn pages_answered_in_order_lose_nothing_to_inserts() {
+        let mut t = Tally::new(10);
+        t.record(1, &page(0..10, 20));
+        t.record(2, &page(9..19, 21)); // one insert above: row 9 shows up twice
+        assert_eq!(t.repair_pages(21), Vec::<u32>::new());
+        assert_eq!(t.verdict(21), Verdict::Short { missing: 2 }, "the new row and row 19");
+        assert_eq!(t.unfetched(), vec![3]);
+    }
+
+    #[test]
+    fn rows_inherited_from_a_wider_window_count_only_strictly_inside() {
+        use chrono::TimeZone;
+        let at = |h| Utc.with_ymd_and_hms(2025, 6, 1, h, 0, 0).unwrap();
+        let mut parent = Tally::new(10);
+        let mut p = page(0..3, 3);
+        for (lead, h) in p.leads.iter_mut().zip([1, 2, 3]) {
+            lead.fields.created_at = Some(at(h));
+        }
+        parent.record(1, &p);
+        let mut child = Tally::new(10);
+        child.inherit(
+            &parent,
+            &Window {
+                start: at(1),
+                end: at(3),
+            },
+        );
+        assert_eq!(child.distinct(), 1);
+    }
+
+    #[test]
+    fn only_growth_with_every_row_is_reconciled_and_a_fall_is_a_deletion() {
+        let mut t = Tally::new(10);
+        t.record(1, &page(0..10, 15));
+        t.record(2, &page(10..16, 16));
+        assert_eq!(t.verdict(16), Verdict::Reconciled);
+        assert_eq!(t.verdict(14), Verdict::Deleted);
+        assert_eq!(t.pages_needed(), 2);
+    }
+}
