@@ -131,7 +131,9 @@ pub struct SyncConfig {
     /// How long a run may hold a connection's lease before another run may take it over.
     pub lease_ttl: Duration,
     /// Stop starting new pages when the invocation has less than this left.
-    pub deadline_margin: Duration,
+    /// Time kept for storing what one page brought (and writing its tokens); the deadline margin
+    /// adds the longest a platform call can take (see [`SyncConfig::deadline_margin`]).
+    pub store_budget: Duration,
     pub task_ttl: Duration,
     /// Refresh an access token this long before it expires.
     pub token_refresh_ahead: Duration,
@@ -141,6 +143,9 @@ pub struct SyncConfig {
     pub oceanengine_sources: Vec<crate::lead::LeadSource>,
     /// The fan-out queue; without it the scheduler syncs due connections itself.
     pub queue_url: Option<String>,
+    /// Deliveries of one queue message before it goes to the dead-letter queue (the queue's
+    /// `maxReceiveCount`): the last failed delivery closes its task as FAILED.
+    pub max_receives: u32,
     /// The EventBridge bus on-demand `SyncRequested` events go to.
     pub event_bus: String,
 }
@@ -152,6 +157,20 @@ pub struct HttpConfig {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+}
+
+impl HttpConfig {
+    /// The longest one platform call can take: every attempt timing out, and the backoff
+    /// between them at its cap.
+    pub fn worst_call(&self) -> Duration {
+        let attempts = self.max_attempts.max(1);
+        let waits = (1..attempts).map(|a| {
+            let exp = self.retry_base.saturating_mul(1u32 << (a - 1).min(16));
+            exp.min(self.retry_max)
+        });
+        // reqwest's timeout covers the whole request, connecting included.
+        self.timeout * attempts + waits.sum::<Duration>()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -240,12 +259,13 @@ impl Config {
                 feiyu_qps: r.rate("FEIYU_QPS", 2.0),
                 connection_qps: r.rate("CONNECTION_QPS", 5.0),
                 lease_ttl: r.secs("SYNC_LEASE_SECS", 900, 60..=86_400),
-                deadline_margin: r.secs("SYNC_DEADLINE_MARGIN_SECS", 15, 1..=600),
+                store_budget: r.secs("SYNC_DEADLINE_MARGIN_SECS", 5, 1..=600),
                 task_ttl: r.secs("SYNC_TASK_TTL_DAYS", 30, 1..=365) * 86_400,
                 token_refresh_ahead: r.secs("TOKEN_REFRESH_AHEAD_SECS", 3600, 0..=7 * 86_400),
                 refresh_renew_ahead: r.secs("REFRESH_TOKEN_RENEW_AHEAD_DAYS", 5, 0..=29) * 86_400,
                 oceanengine_sources: r.oceanengine_sources("OCEANENGINE_LEAD_SOURCES"),
                 queue_url: r.optional("SYNC_QUEUE_URL"),
+                max_receives: r.int("SYNC_MAX_RECEIVES", 3, 1..=1000) as u32,
                 event_bus: r.name("LEADS_EVENT_BUS", "default"),
             },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),

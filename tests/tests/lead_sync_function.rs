@@ -133,3 +133,105 @@ async fn a_sync_requested_event_runs_its_task_once() {
         0
     );
 }
+
+/// Connections that cannot be read: every run fails in storage, as when DynamoDB is down.
+struct Unreadable;
+
+#[async_trait::async_trait]
+impl shared::store::ConnectionStore for Unreadable {
+    async fn claim(
+        &self,
+        _: &TenantId,
+        _: shared::domain::Provider,
+        _: &str,
+    ) -> Result<shared::domain::ConnectionId, shared::store::ClaimError> {
+        Err(shared::store::StoreError::new("claim", "injected: unavailable").into())
+    }
+    async fn upsert(&self, _: &shared::domain::Connection) -> Result<(), shared::store::ClaimError> {
+        Err(shared::store::StoreError::new("upsert", "injected: unavailable").into())
+    }
+    async fn get(
+        &self,
+        _: &TenantId,
+        _: &shared::domain::ConnectionId,
+    ) -> Result<Option<shared::domain::Connection>, shared::store::StoreError> {
+        Err(shared::store::StoreError::new(
+            "get connection",
+            "injected: unavailable",
+        ))
+    }
+    async fn list(&self, _: &TenantId) -> Result<Vec<shared::domain::Connection>, shared::store::StoreError> {
+        Err(shared::store::StoreError::new(
+            "list connections",
+            "injected: unavailable",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_on_demand_task_whose_last_delivery_fails_ends_failed() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let t = TenantId::new(devkit::moto::unique("tenant"));
+    let connection = bind_laike(&h.config, &h.stores, &t, "7343082414312376888").await;
+    let task = shared::task::SyncTask::new(
+        shared::task::new_task_id(),
+        t.clone(),
+        connection.id.clone(),
+        shared::task::Trigger::Manual,
+        shared::task::Strategy::Incremental,
+        chrono::Utc::now(),
+        Duration::days(1),
+    );
+    h.stores.tasks.put(&task).await.unwrap();
+    let mut stores = h.stores.sync();
+    stores.connections = std::sync::Arc::new(Unreadable);
+    let broken = h.engine_with(stores);
+    // The body EventBridge puts on the queue: the event's detail.
+    let body = serde_json::to_string(&shared::sync::SyncRequest {
+        task_id: Some(task.task_id.clone()),
+        trigger: shared::task::Trigger::Manual,
+        ..shared::sync::SyncRequest::scheduled(&connection)
+    })
+    .unwrap();
+    let mut event = sqs_event(&[("m-1".into(), body)]);
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("1");
+    let answer = lead_sync::handle(&broken, None, &event, None).await.unwrap();
+    assert_eq!(answer["batchItemFailures"][0]["itemIdentifier"], json!("m-1"));
+    let now = h.stores.tasks.get(&t, &task.task_id).await.unwrap().unwrap();
+    assert_eq!(now.status, TaskStatus::Pending, "redelivered: not final yet");
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = json!("3");
+    let answer = lead_sync::handle(&broken, None, &event, None).await.unwrap();
+    assert_eq!(answer["batchItemFailures"][0]["itemIdentifier"], json!("m-1"));
+    let now = h.stores.tasks.get(&t, &task.task_id).await.unwrap().unwrap();
+    assert_eq!(now.status, TaskStatus::Failed, "the last delivery closes the task");
+    assert!(now.error.unwrap().contains("last delivery"));
+}
+
+#[test]
+fn on_demand_syncs_go_through_the_sync_queue() {
+    let template = devkit::moto::template();
+    let resources = &template["Resources"];
+    let rule = &resources["SyncRequestedRule"]["Properties"];
+    assert_eq!(rule["EventPattern"]["detail-type"][0].as_str(), Some("SyncRequested"));
+    let target = &rule["Targets"][0];
+    assert_eq!(
+        target["InputPath"].as_str(),
+        Some("$.detail"),
+        "the body is a SyncRequest"
+    );
+    assert!(
+        format!("{:?}", target["Arn"]).contains("SyncQueue.Arn"),
+        "{:?}",
+        target["Arn"]
+    );
+    let events = &resources["LeadSyncFunction"]["Properties"]["Events"];
+    assert!(
+        events.get("SyncRequested").is_none(),
+        "no direct invocation outside the queue's concurrency bound"
+    );
+    let receives = resources["SyncQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"].as_u64();
+    let configured = resources["LeadSyncFunction"]["Properties"]["Environment"]["Variables"]["SYNC_MAX_RECEIVES"]
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(receives, configured, "the function knows which delivery is the last");
+}

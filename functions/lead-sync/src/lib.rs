@@ -1,6 +1,8 @@
-//! The lead-sync function: one binary for the three ways a sync starts. EventBridge's schedule
-//! fans due connections out to the queue; the queue's batches run with bounded concurrency and
-//! report partial failures; a `SyncRequested` event (from the API) runs one connection at once.
+//! The lead-sync function: one binary for the ways a sync starts. EventBridge's schedule fans due
+//! connections out to the queue; the queue's batches (scheduled syncs, and the API's on-demand
+//! `SyncRequested` events, which the template routes to the same queue) run with bounded
+//! concurrency and report partial failures. A `SyncRequested` event delivered straight to the
+//! function (the local run, older stacks) runs one connection at once.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -38,6 +40,11 @@ pub fn classify(event: &Value) -> Result<Invocation, HandlerError> {
                     (Some("aws:sqs"), Some(id), Some(body)) => Ok(QueueMessage {
                         id: id.to_owned(),
                         body: body.to_owned(),
+                        receive_count: r
+                            .pointer("/attributes/ApproximateReceiveCount")
+                            .and_then(Value::as_str)
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(1),
                     }),
                     _ => Err(HandlerError::Unrecognised("a record that is not an SQS message".into())),
                 }

@@ -111,6 +111,8 @@ async fn verify(
         Err(SourceError::Platform(e)) => Err(ApiError::platform(StatusCode::BAD_REQUEST, rejected, &e)),
         Err(SourceError::Store(e)) => Err(internal("verify account", &e)),
         Err(SourceError::Unusable(reason)) => Err(ApiError::bad_request(rejected, "body", reason)),
+        // The sync engine's deadline check; a registration has no deadline of its own.
+        Err(SourceError::OutOfTime) => Err(internal("verify account", &SourceError::OutOfTime)),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::platform::http::{PlatformHttp, RawResponse, Replay};
 use crate::platform::{ErrorKind, Platform, PlatformError};
 use async_trait::async_trait;
 use base64::Engine;
-use chrono::Duration;
+use chrono::{Duration, TimeZone};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -138,6 +138,26 @@ impl SourceClient for FeiyuSource {
             lag: self.lag,
             max_span: Duration::days(7),
             page_size: self.page_size,
+        }
+    }
+
+    fn covered(&self, window: &Window) -> Window {
+        match self.time_format {
+            FeiyuTimeFormat::Date => {
+                let day = |t: chrono::DateTime<chrono::Utc>| {
+                    let local = t.with_timezone(&super::beijing()).date_naive();
+                    let midnight = local.and_hms_opt(0, 0, 0).expect("midnight exists");
+                    super::beijing()
+                        .from_local_datetime(&midnight)
+                        .single()
+                        .map_or(t, |m| m.with_timezone(&chrono::Utc))
+                };
+                Window {
+                    start: day(window.start),
+                    end: day(window.end) + Duration::days(1),
+                }
+            }
+            _ => *window,
         }
     }
 

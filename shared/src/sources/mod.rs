@@ -105,6 +105,9 @@ pub enum SourceError {
     /// The connection lacks what this source needs (tokens, an account id).
     #[error("{0}")]
     Unusable(String),
+    /// Too close to the invocation's deadline to start the call.
+    #[error("no time left before the invocation's deadline")]
+    OutOfTime,
 }
 
 impl SourceError {
@@ -136,6 +139,11 @@ pub trait SourceClient: Send + Sync {
     /// True when calls use the app's token rather than the connection's own.
     fn uses_app_token(&self) -> bool {
         false
+    }
+    /// The span a request for `window` really covers (a source that sends dates covers whole
+    /// days).
+    fn covered(&self, window: &Window) -> Window {
+        *window
     }
     /// Listings a window of this connection takes: an API that accepts only so many accounts
     /// per call is pulled one chunk at a time, each its own listing with its own totals.

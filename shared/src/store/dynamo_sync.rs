@@ -125,6 +125,22 @@ impl SyncLedger for DynamoConnectionStore {
         self.update_or_skip("advance watermark", update).await
     }
 
+    async fn rewind_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .update_existing(tenant, id)
+            .update_expression("SET #wm = :to")
+            .condition_expression("attribute_exists(#pk) AND #wm > :to")
+            .expression_attribute_names("#wm", format!("{WATERMARK_PREFIX}{source}"))
+            .expression_attribute_values(":to", time(to));
+        self.update_or_skip("rewind watermark", update).await
+    }
+
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError> {
         let mut update = self
             .update_existing(tenant, id)
@@ -177,9 +193,11 @@ impl SyncLedger for DynamoConnectionStore {
         let update = self
             .update_existing(tenant, id)
             .update_expression("SET #status = :status, lastError = :reason, updatedAt = :now")
-            .condition_expression("attribute_exists(#pk)")
+            // Only an ACTIVE connection: a disconnect meanwhile (DISABLED) stays as it is.
+            .condition_expression("attribute_exists(#pk) AND #status = :active")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(ConnectionStatus::ReauthRequired.as_str()))
+            .expression_attribute_values(":active", s(ConnectionStatus::Active.as_str()))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":now", time(now));
         self.update_or_skip("mark reauth required", update).await

@@ -225,6 +225,21 @@ impl SyncLedger for MemoryConnectionStore {
         Ok(())
     }
 
+    async fn rewind_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_sync(tenant, id, |info, _| {
+            if let Some(mark) = info.watermarks.get_mut(&source) {
+                *mark = (*mark).min(to);
+            }
+        });
+        Ok(())
+    }
+
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError> {
         self.with_sync(tenant, id, |info, _| {
             info.last_sync_at = Some(run.at);
@@ -256,9 +271,12 @@ impl SyncLedger for MemoryConnectionStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.with_sync(tenant, id, |info, row| {
-            row.status = ConnectionStatus::ReauthRequired;
-            row.updated_at = now;
-            info.last_error = Some(reason.to_owned());
+            // Only an ACTIVE connection: a disconnect meanwhile (DISABLED) stays as it is.
+            if row.status == ConnectionStatus::Active {
+                row.status = ConnectionStatus::ReauthRequired;
+                row.updated_at = now;
+                info.last_error = Some(reason.to_owned());
+            }
         });
         Ok(())
     }

@@ -286,6 +286,17 @@ pub trait SyncLedger: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Moves a source's watermark back to `to` (never forward): a window below it turned out
+    /// not to be complete any more (leads appeared in it and did not reconcile), so later runs
+    /// must pull it again.
+    async fn rewind_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError>;
 
     /// The tenant disconnected it: no more syncs; its leads stay. `false` when it does not exist.

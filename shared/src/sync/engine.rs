@@ -12,7 +12,7 @@ use crate::domain::{Connection, ConnectionStatus, TokenSet};
 use crate::lead::{LeadFields, LeadId, LeadRecord, PlatformLead};
 use crate::platform::{ErrorKind, Platform};
 use crate::sources::{Page, PageRef, Paging, PhoneRetry, PullAuth, SourceClient, SourceError, Window};
-use crate::store::{PendingPhone, RunRecord, StoreError, UPSERT_BATCH};
+use crate::store::{Lease, PendingPhone, RunRecord, StoreError, UPSERT_BATCH};
 use crate::task::{SourceCounts, Strategy, SyncTask, TaskStatus, new_task_id};
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
@@ -26,6 +26,7 @@ const MIN_SPLIT_SPAN: Duration = Duration::minutes(2);
 
 pub struct SyncEngine {
     pub(super) config: SyncConfig,
+    pub(super) margin: std::time::Duration,
     pub(super) stores: SyncStores,
     pub(super) catalog: super::catalog::SourceCatalog,
     pub(super) tokens: TokenKeeper,
@@ -90,7 +91,7 @@ const MAX_PASSES: u32 = 2;
 /// Rounds of repairs (pages where rows can have fallen) before the window is split in time.
 const REPAIR_ROUNDS: u32 = 2;
 /// How deep a short window is split in time to find its missing rows.
-const MAX_BISECT_DEPTH: u32 = 8;
+const MAX_BISECT_DEPTH: u32 = 3;
 
 /// Why a window stopped early.
 enum WindowStop {
@@ -100,8 +101,24 @@ enum WindowStop {
 
 impl From<SourceError> for WindowStop {
     fn from(e: SourceError) -> Self {
-        WindowStop::Failed(e)
+        match e {
+            SourceError::OutOfTime => WindowStop::OutOfTime,
+            e => WindowStop::Failed(e),
+        }
     }
+}
+
+/// A lease token: the task and a random part of this invocation's own.
+fn lease_token(task_id: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("OS randomness is available");
+    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{task_id}/{nonce}")
+}
+
+/// The task a lease token belongs to.
+fn task_of(holder: &str) -> &str {
+    holder.split('/').next().unwrap_or(holder)
 }
 
 impl From<StoreError> for WindowStop {
@@ -147,7 +164,7 @@ struct Run<'a> {
 
 impl SyncEngine {
     fn out_of_time(&self, deadline: Option<Instant>) -> bool {
-        deadline.is_some_and(|d| Instant::now() + self.config.deadline_margin >= d)
+        deadline.is_some_and(|d| Instant::now() + self.margin >= d)
     }
 
     /// Runs one connection's sync. Store failures are errors (the caller retries the message);
@@ -190,13 +207,27 @@ impl SyncEngine {
             }
         };
         let lease_until = now + Duration::from_std(self.config.lease_ttl).unwrap_or(Duration::minutes(15));
+        // Each invocation holds the lease under a token of its own: a second delivery of the
+        // same task is a second writer, and must wait like any other.
+        let holder = lease_token(&task.task_id);
+        let stale = stores
+            .ledger
+            .sync_info(&connection.tenant, &connection.id)
+            .await?
+            .lease
+            .filter(|l| l.until < now);
         if let Err(lease) = stores
             .ledger
-            .acquire_lease(&connection.tenant, &connection.id, &task.task_id, lease_until, now)
+            .acquire_lease(&connection.tenant, &connection.id, &holder, lease_until, now)
             .await?
         {
-            let reason = SkipReason::AlreadyRunning { task_id: lease.holder };
+            let reason = SkipReason::AlreadyRunning {
+                task_id: task_of(&lease.holder).to_owned(),
+            };
             return self.skip(task, reason, request.task_id.is_some()).await;
+        }
+        if let Some(stale) = stale {
+            self.close_stale_task(&connection, &stale, &task.task_id).await?;
         }
         task.status = TaskStatus::Processing;
         task.started_at = Some(now);
@@ -205,7 +236,7 @@ impl SyncEngine {
         let result = self.run_leased(&connection, &mut task, deadline, now).await;
         let released = stores
             .ledger
-            .release_lease(&connection.tenant, &connection.id, &task.task_id)
+            .release_lease(&connection.tenant, &connection.id, &holder)
             .await;
         if let Err(e) = &result {
             // Best effort: the task should not stay PROCESSING; the message is redelivered anyway.
@@ -226,6 +257,48 @@ impl SyncEngine {
             "connection sync finished"
         );
         Ok(SyncOutcome::Ran(task))
+    }
+
+    /// The request's last delivery failed (`error`): its task ends FAILED, unless it already ended.
+    pub async fn give_up(&self, request: &SyncRequest, error: &StoreError) -> Result<(), StoreError> {
+        let Some(task_id) = &request.task_id else {
+            return Ok(());
+        };
+        let tasks = &self.stores.tasks;
+        let Some(mut task) = tasks.get(&request.tenant, task_id).await? else {
+            return Ok(());
+        };
+        if task.status.is_final() {
+            return Ok(());
+        }
+        task.status = TaskStatus::Failed;
+        task.error = Some(format!("gave up after its last delivery failed: {error}"));
+        task.finished_at = Some(self.clock.now());
+        tasks.put(&task).await
+    }
+
+    /// A run whose lease expired without a release was killed (the Lambda timeout, a crash): its
+    /// task would stay PROCESSING forever, so the run that takes the lease over closes it.
+    async fn close_stale_task(&self, connection: &Connection, stale: &Lease, current: &str) -> Result<(), StoreError> {
+        let task_id = task_of(&stale.holder);
+        if task_id == current {
+            return Ok(());
+        }
+        let tasks = &self.stores.tasks;
+        let Some(mut task) = tasks.get(&connection.tenant, task_id).await? else {
+            return Ok(());
+        };
+        if task.status != TaskStatus::Processing {
+            return Ok(());
+        }
+        task.status = TaskStatus::Failed;
+        task.error = Some(format!(
+            "the run stopped before it finished (its invocation timed out or crashed); its lease expired at {}",
+            stale.until.to_rfc3339()
+        ));
+        task.finished_at = Some(self.clock.now());
+        tracing::warn!(tenant = %task.tenant, connection = %task.connection_id, task = %task.task_id, "closed a task its run left unfinished");
+        tasks.put(&task).await
     }
 
     async fn skip(&self, mut task: SyncTask, reason: SkipReason, record: bool) -> Result<SyncOutcome, StoreError> {
@@ -251,7 +324,13 @@ impl SyncEngine {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let stores = &self.stores;
-        let ends = match self.tokens.fresh(connection, false).await {
+        let fresh = if self.out_of_time(deadline) {
+            // Not even a token refresh would finish: a rotation cut off mid-way loses the grant.
+            Err(TokenError::OutOfTime)
+        } else {
+            self.tokens.fresh(connection, false).await
+        };
+        let ends = match fresh {
             Ok(tokens) => {
                 let run = Run {
                     connection,
@@ -275,6 +354,7 @@ impl SyncEngine {
                 ends
             }
             Err(TokenError::ReauthRequired(reason)) => vec![SourceEnd::ReauthRequired(reason)],
+            Err(TokenError::OutOfTime) => vec![SourceEnd::OutOfTime],
             Err(TokenError::Platform(e)) => vec![SourceEnd::Failed(format!("token refresh failed: {e}"))],
             Err(TokenError::Store(e)) => return Err(e),
         };
@@ -522,7 +602,15 @@ impl SyncEngine {
                     part,
                     page_size,
                 };
-                end = end.and(self.pull_window(run, client, listing, None, counts, 0).await?);
+                match self.pull_window(run, client, listing, counts, 0).await {
+                    Ok(part_end) => end = end.and(part_end),
+                    Err(stop) => {
+                        // A window this run could not finish vouches for nothing: leads may have
+                        // appeared in it since an earlier run stored it (a FULL or overlap re-pull).
+                        self.rewind(run, client, &window).await?;
+                        return Err(stop);
+                    }
+                }
             }
             match end {
                 WindowEnd::Stored if held.is_none() => {
@@ -536,38 +624,51 @@ impl SyncEngine {
                 WindowEnd::Held(reason) => {
                     counts.unreconciled_windows += 1;
                     held.get_or_insert(reason);
+                    self.rewind(run, client, &window).await?;
                 }
             }
         }
         Ok(held)
     }
 
+    /// Moves the watermark back to the start of `window` (if it is past it): leads may have
+    /// appeared there since an earlier run stored it (a late or backdated lead met by a FULL or
+    /// overlap re-pull), and this run could not prove it complete, so the next run pulls it again.
+    async fn rewind(&self, run: &Run<'_>, client: &dyn SourceClient, window: &Window) -> Result<(), StoreError> {
+        self.stores
+            .ledger
+            .rewind_watermark(
+                &run.connection.tenant,
+                &run.connection.id,
+                client.source(),
+                client.covered(window).start,
+            )
+            .await
+    }
+
     /// One window (of one part): the first page tells the total; a window deeper than the
     /// platform pages is split in two; otherwise every page is fetched, concurrently, and the
-    /// window is reconciled with the platform's final answer (see [`super::reconcile`]). A part of
-    /// a short window (`parent`) starts from the rows its parent fetched, and is settled by one
-    /// request when they cover its total.
+    /// window is reconciled with the platform's final answer (see [`super::reconcile`]). A window
+    /// that does not reconcile is split in time and each half pulled on its own (`depth` > 0): a
+    /// half is paged in less time, so fewer changes land while it is, and a half that fits one
+    /// page is one consistent read.
     async fn pull_window(
         &self,
         run: &Run<'_>,
         client: &dyn SourceClient,
         listing: Listing,
-        parent: Option<&Tally>,
         counts: &mut SourceCounts,
         depth: u32,
     ) -> Result<WindowEnd, WindowStop> {
         let window = listing.window;
         let mut tally = Tally::new(listing.page_size);
-        if let Some(parent) = parent {
-            tally.inherit(parent, &window);
-        }
         let mut failed = 0u64;
         let first = self.fetch_counted(run, client, listing, 1, counts).await?;
-        counts.reconcile_requests += u64::from(parent.is_some());
+        counts.reconcile_requests += u64::from(depth > 0);
         if first.total.is_some_and(|t| t > self.config.max_window_rows) && window.span() > MIN_SPLIT_SPAN {
             let (early, late) = window.split();
-            let early = Box::pin(self.pull_window(run, client, listing.with(early), None, counts, depth)).await?;
-            let late = Box::pin(self.pull_window(run, client, listing.with(late), None, counts, depth)).await?;
+            let early = Box::pin(self.pull_window(run, client, listing.with(early), counts, depth)).await?;
+            let late = Box::pin(self.pull_window(run, client, listing.with(late), counts, depth)).await?;
             return Ok(early.and(late));
         }
         self.take(run, &mut tally, 1, first, counts, &mut failed).await?;
@@ -601,15 +702,25 @@ impl SyncEngine {
                     self.take(run, &mut tally, 1, check, counts, &mut failed).await?;
                     total.unwrap_or(tally.max_total())
                 };
+                let suspect = tally.repair_pages(final_total);
                 match tally.verdict(final_total) {
-                    Verdict::Reconciled => return Ok(held_if_failed(failed)),
+                    // Counts alone can hide a deletion behind a row that fell between pages, so
+                    // the pages where rows can have fallen are looked at once more first.
+                    Verdict::Reconciled if suspect.is_empty() || round == REPAIR_ROUNDS => {
+                        return Ok(held_if_failed(failed));
+                    }
+                    Verdict::Reconciled => {
+                        counts.reconcile_requests += suspect.len() as u64;
+                        self.fetch_pages(run, client, listing, &suspect, &mut tally, counts, &mut failed)
+                            .await?;
+                    }
                     Verdict::Deleted => {
                         deleted = true;
                         continue 'passes;
                     }
                     Verdict::Short { .. } if round == REPAIR_ROUNDS => break 'passes,
                     Verdict::Short { .. } => {
-                        let mut pages = tally.repair_pages(final_total);
+                        let mut pages = suspect;
                         pages.extend(tally.unfetched());
                         pages.sort_unstable();
                         pages.dedup();
@@ -624,13 +735,10 @@ impl SyncEngine {
             }
         }
         if !deleted && depth < MAX_BISECT_DEPTH && window.span() > MIN_SPLIT_SPAN {
-            // Rows are missing somewhere: each half whose total the rows already fetched cover
-            // costs one request; the others are looked into further.
             let (early, late) = window.split();
-            let early = Box::pin(self.pull_window(run, client, listing.with(early), Some(&tally), counts, depth + 1));
-            let early = early.await?;
-            let late = Box::pin(self.pull_window(run, client, listing.with(late), Some(&tally), counts, depth + 1));
-            return Ok(early.and(late.await?).and(held_if_failed(failed)));
+            let early = Box::pin(self.pull_window(run, client, listing.with(early), counts, depth + 1)).await?;
+            let late = Box::pin(self.pull_window(run, client, listing.with(late), counts, depth + 1)).await?;
+            return Ok(early.and(late).and(held_if_failed(failed)));
         }
         Ok(WindowEnd::Held(format!(
             "a window from {} to {} did not reconcile with the platform's totals ({} rows fetched, {} reported)",
@@ -670,23 +778,43 @@ impl SyncEngine {
         failed: &mut u64,
     ) -> Result<(), WindowStop> {
         let listing = &listing;
+        // After a failure no new page leaves, but pages in flight are let finish: one may be in
+        // the middle of a token refresh, and an Ocean Engine refresh rotates the refresh token,
+        // so cancelling it after the platform answered would lose the grant.
+        let stopped = &std::sync::atomic::AtomicBool::new(false);
         let mut stream = futures_util::stream::iter(pages.iter().copied())
             .map(|n| async move {
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (n, None);
+                }
                 if self.out_of_time(run.deadline) {
-                    return (n, Err(WindowStop::OutOfTime));
+                    return (n, Some(Err(WindowStop::OutOfTime)));
                 }
                 let page = self.fetch(run, client, listing, PageRef::Number(n)).await;
-                (n, page.map_err(WindowStop::from))
+                (n, Some(page.map_err(WindowStop::from)))
             })
             .buffer_unordered(self.config.page_concurrency.max(1));
+        let mut first_stop = None;
         while let Some((n, result)) = stream.next().await {
-            // A failed page ends the window; dropping the stream cancels what is in flight.
-            let page = result.inspect_err(|e| {
-                if matches!(e, WindowStop::Failed(_)) {
-                    counts.failed += 1;
+            match result {
+                None => {}
+                Some(Ok(page)) => {
+                    if let Err(e) = self.take(run, tally, n, page, counts, failed).await {
+                        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first_stop.get_or_insert(WindowStop::from(e));
+                    }
                 }
-            })?;
-            self.take(run, tally, n, page, counts, failed).await?;
+                Some(Err(stop)) => {
+                    if matches!(stop, WindowStop::Failed(_)) {
+                        counts.failed += 1;
+                    }
+                    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_stop.get_or_insert(stop);
+                }
+            }
+        }
+        if let Some(stop) = first_stop {
+            return Err(stop);
         }
         Ok(())
     }
@@ -757,6 +885,9 @@ impl SyncEngine {
         if already {
             return Ok(());
         }
+        if self.out_of_time(run.deadline) {
+            return Err(SourceError::OutOfTime);
+        }
         match self.tokens.fresh(run.connection, true).await {
             Ok(tokens) => {
                 *current = tokens;
@@ -773,6 +904,7 @@ impl SyncEngine {
             }
             Err(TokenError::Platform(e)) => Err(e.into()),
             Err(TokenError::Store(e)) => Err(e.into()),
+            Err(TokenError::OutOfTime) => Err(SourceError::OutOfTime),
         }
     }
 

@@ -162,16 +162,26 @@ pub async fn run_many<K: Send>(
 pub struct QueueMessage {
     pub id: String,
     pub body: String,
+    /// Deliveries so far, this one included (`ApproximateReceiveCount`).
+    pub receive_count: u32,
 }
 
 /// Runs a batch of queue messages; returns the ids of those to redeliver. A body that is not a
 /// sync request is redelivered too, so it ends in the dead-letter queue for someone to look at.
+/// A run that fails on the message's last delivery closes its task as FAILED first: the message
+/// goes to the dead-letter queue, and the task must not stay PENDING or PROCESSING for ever.
 pub async fn consume(engine: &SyncEngine, messages: Vec<QueueMessage>, deadline: Option<Instant>) -> Vec<String> {
     let mut failed = Vec::new();
     let mut runnable = Vec::new();
+    let mut last = std::collections::HashMap::new();
     for message in messages {
         match serde_json::from_str::<SyncRequest>(&message.body) {
-            Ok(request) => runnable.push((message.id, request)),
+            Ok(request) => {
+                if message.receive_count >= engine.config().max_receives {
+                    last.insert(message.id.clone(), request.clone());
+                }
+                runnable.push((message.id, request));
+            }
             Err(e) => {
                 tracing::error!(message = %message.id, error = %e, "queue message is not a sync request");
                 failed.push(message.id);
@@ -179,9 +189,13 @@ pub async fn consume(engine: &SyncEngine, messages: Vec<QueueMessage>, deadline:
         }
     }
     for (id, result) in run_many(engine, runnable, deadline).await {
-        if result.is_err() {
-            failed.push(id);
+        let Err(e) = result else { continue };
+        if let Some(request) = last.get(&id)
+            && let Err(close) = engine.give_up(request, &e).await
+        {
+            tracing::error!(message = %id, error = %close, "could not close the task of a dead message");
         }
+        failed.push(id);
     }
     failed
 }

@@ -122,6 +122,7 @@ impl SyncEngine {
                 oceanengine: rate_limit::TokenBucket::new(sync.oceanengine_qps),
                 feiyu: rate_limit::TokenBucket::new(sync.feiyu_qps),
             },
+            margin: config.http.worst_call() + sync.store_budget,
             config: sync.clone(),
             stores,
             clock,
@@ -130,6 +131,13 @@ impl SyncEngine {
 
     pub fn config(&self) -> &crate::config::SyncConfig {
         &self.config
+    }
+
+    /// How long before the invocation's deadline the run stops starting calls: the longest a
+    /// platform call can take (every attempt timing out, backoff between) plus the time to store
+    /// its result. A page, a token refresh or a rotation that starts later might not finish.
+    pub fn deadline_margin(&self) -> std::time::Duration {
+        self.margin
     }
 
     pub fn stores(&self) -> &SyncStores {

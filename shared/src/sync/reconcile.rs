@@ -6,19 +6,20 @@
 //! * Every answer carries the window's total at that moment. Without deletions totals only grow,
 //!   and every row fetched still exists, so `distinct ids fetched ≥ the total of a final answer
 //!   taken after all others` proves that nothing is missing.
-//! * A final total below an earlier one means rows were deleted while paging; rows fetched may be
-//!   gone, the count proves nothing, and the window is pulled again from scratch.
+//! * Rows were deleted while paging when a total fell (an answer arrives with a smaller total
+//!   than one before it), or when more distinct rows were fetched than the final total. Rows
+//!   fetched may then be gone, the count proves nothing, and the window is pulled again. Answers
+//!   that cross on the way look the same; pulling again is the safe side of that doubt.
 //! * A short count is repaired where rows can have fallen: at a boundary between pages `k` and
 //!   `k+1` rows fall through only when page `k+1` was answered before page `k` (its total is
 //!   smaller) and rows were inserted in between; they then lie at most a few pages after the
-//!   boundary. What is still missing after that is found by splitting the window in time: a half
-//!   whose total is covered by rows already fetched costs one request.
+//!   boundary. A window still short after that is split in time, each half pulled on its own.
 //!
-//! An insert exactly undone by a delete between two answers leaves no trace in any total; the
-//! overlap of the next run and a FULL sync are what catch that.
+//! An insert and a delete that both land between the same two answers leave no trace in any
+//! total; the overlap of the next run and a FULL sync are what catch that.
 
 use crate::lead::PlatformLead;
-use crate::sources::{Page, Window};
+use crate::sources::Page;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,6 +48,9 @@ pub struct Tally {
     /// The most pages any answer reported.
     max_pages: u32,
     answers: u32,
+    /// An answer arrived with a smaller total than one that arrived before it: rows were deleted
+    /// in between (or the answers crossed on the way, which is treated the same, to be safe).
+    deletion_seen: bool,
 }
 
 impl Tally {
@@ -58,27 +62,18 @@ impl Tally {
             max_total: 0,
             max_pages: 0,
             answers: 0,
+            deletion_seen: false,
         }
     }
 
-    /// Rows an earlier look at a wider window already fetched, for a part of it.
-    pub fn inherit(&mut self, parent: &Tally, window: &Window) {
-        for (id, at) in &parent.seen {
-            // Strictly inside: whether a platform counts a row at exactly a bound is not known,
-            // and counting one it does not would hide a missing row.
-            if at.is_some_and(|t| t > window.start && t < window.end) {
-                self.seen.insert(id.clone(), *at);
-            }
-        }
-    }
-
-    /// Notes one answer for `page`.
+    /// Notes one answer for `page`, in the order answers arrive.
     pub fn record(&mut self, page: u32, answer: &Page) {
         self.answers += 1;
         for lead in &answer.leads {
             self.note(lead);
         }
         let total = answer.total.unwrap_or_else(|| self.fallback_total(page, answer));
+        self.deletion_seen |= total < self.max_total;
         let span = self.page_totals.entry(page).or_insert((total, total));
         *span = (span.0.min(total), span.1.max(total));
         self.max_total = self.max_total.max(total);
@@ -132,7 +127,8 @@ impl Tally {
 
     /// The verdict, given the total of an answer taken after every other.
     pub fn verdict(&self, final_total: u64) -> Verdict {
-        if final_total < self.max_total {
+        // More distinct rows than the platform holds: some of them are gone.
+        if self.deletion_seen || final_total < self.max_total || self.distinct() > final_total {
             return Verdict::Deleted;
         }
         match final_total.checked_sub(self.distinct()) {
@@ -159,7 +155,9 @@ impl Tally {
             }
             let spread = final_total.saturating_sub(latest_next).max(1);
             let through = (u64::from(k) * size + spread).div_ceil(size).min(u64::from(last)) as u32;
-            pages.extend(k + 1..=through.max(k + 1));
+            // Page k too: were the smaller total a deletion rather than an earlier answer, the
+            // rows moved the other way, onto page k.
+            pages.extend(k..=through.max(k + 1));
         }
         pages.sort_unstable();
         pages.dedup();
@@ -209,7 +207,7 @@ mod tests {
         check.leads.extend(page(0..8, 32).leads);
         t.record(1, &check);
         assert_eq!(t.verdict(32), Verdict::Short { missing: 2 });
-        assert_eq!(t.repair_pages(32), vec![3], "only 2|3 can have lost rows");
+        assert_eq!(t.repair_pages(32), vec![2, 3], "only 2|3 can have lost rows");
         t.record(3, &page(18..28, 32));
         assert_eq!(t.verdict(32), Verdict::Reconciled);
         assert_eq!(t.repair_pages(32), Vec::<u32>::new());
@@ -226,27 +224,6 @@ mod tests {
     }
 
     #[test]
-    fn rows_inherited_from_a_wider_window_count_only_strictly_inside() {
-        use chrono::TimeZone;
-        let at = |h| Utc.with_ymd_and_hms(2025, 6, 1, h, 0, 0).unwrap();
-        let mut parent = Tally::new(10);
-        let mut p = page(0..3, 3);
-        for (lead, h) in p.leads.iter_mut().zip([1, 2, 3]) {
-            lead.fields.created_at = Some(at(h));
-        }
-        parent.record(1, &p);
-        let mut child = Tally::new(10);
-        child.inherit(
-            &parent,
-            &Window {
-                start: at(1),
-                end: at(3),
-            },
-        );
-        assert_eq!(child.distinct(), 1);
-    }
-
-    #[test]
     fn only_growth_with_every_row_is_reconciled_and_a_fall_is_a_deletion() {
         let mut t = Tally::new(10);
         t.record(1, &page(0..10, 15));
@@ -254,5 +231,17 @@ mod tests {
         assert_eq!(t.verdict(16), Verdict::Reconciled);
         assert_eq!(t.verdict(14), Verdict::Deleted);
         assert_eq!(t.pages_needed(), 2);
+        // An answer of 15 after one of 16: a row went away meanwhile.
+        t.record(2, &page(10..15, 15));
+        assert_eq!(t.verdict(16), Verdict::Deleted);
+    }
+
+    #[test]
+    fn more_rows_than_the_platform_holds_means_some_are_gone() {
+        let mut t = Tally::new(10);
+        t.record(1, &page(0..10, 11));
+        t.record(2, &page(10..11, 11));
+        t.record(1, &page(20..30, 10));
+        assert_eq!(t.verdict(10), Verdict::Deleted);
     }
 }

@@ -26,6 +26,9 @@ pub enum TokenError {
     Platform(#[from] PlatformError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too close to the invocation's deadline to start a refresh.
+    #[error("no time left for a token refresh")]
+    OutOfTime,
 }
 
 pub struct TokenKeeper {

@@ -4,7 +4,11 @@
 //!    leads with `BENCH_LATENCY_MS` (20) platform latency, into DynamoDB on moto (or the embedded
 //!    store without `AWS_ENDPOINT_URL`): leads/s, platform requests, DynamoDB requests, peak RSS,
 //!    then an unchanged re-pull.
-//! 2. CPU only: normalize + hash + phone dedupe of generated Ocean Engine records, in leads/s.
+//! 2. The same first sync of a second connection against an adversarial platform: every page
+//!    answered after a random delay (so concurrent pages come back in any order) and 5 % more
+//!    leads inserted into the window while it is paged: time, the platform requests spent on
+//!    reconciliation, and how much of the rate limit the run used.
+//! 3. CPU only: normalize + hash + phone dedupe of generated Ocean Engine records, in leads/s.
 
 use chrono::Duration;
 use devkit::bench::peak_rss_mb;
@@ -126,5 +130,65 @@ async fn main() {
         again.totals().created,
         again.totals().updated
     );
+    let clean = Clean { pages, secs };
+    adversarial(&h, leads, clean).await;
     cpu_only(100_000);
+}
+
+struct Clean {
+    pages: u64,
+    secs: f64,
+}
+
+/// The first sync of a fresh connection while the platform answers pages in random order and
+/// leads arrive in the window being paged.
+async fn adversarial(h: &SyncHarness, leads: usize, clean: Clean) {
+    use devkit::sim::adversary::{Adversary, Hostility};
+    let tenant = TenantId::new("bench-tenant-adversarial");
+    let account = "1769665409798153";
+    h.sim
+        .seed_leads(SimSource::OceanEngineClue, account, leads, Duration::days(20));
+    let connection = connect_oauth(&h.config, &h.stores, &tenant, Provider::OceanEngine, account).await;
+    let pages_clean = clean.pages.max(1);
+    // About 5 % of the leads inserted over the run: on average that many per page request.
+    let per_request = (leads as u64 * 5 / 100).div_ceil(pages_clean);
+    let hostility = Hostility {
+        max_delay: std::time::Duration::from_millis(env_num("BENCH_ADVERSARY_DELAY_MS", 150)),
+        insert_percent: 100,
+        insert_max: (2 * per_request).max(1),
+        delete_percent: 0,
+        fault_percent: 0,
+        encoding_switch_percent: 0,
+        decrypt_refusal_percent: 0,
+    };
+    h.sim.set_adversary(Some(Adversary::new(7, hostility)));
+    let engine = h.engine();
+    let before = h.sim.api_requests();
+    let started = Instant::now();
+    let task = h.sync(&engine, &connection).await;
+    let secs = started.elapsed().as_secs_f64();
+    h.sim.set_adversary(None);
+    let requests = h.sim.api_requests() - before;
+    let totals = task.totals();
+    let platform_leads = h.sim.leads(SimSource::OceanEngineClue, account).len();
+    let qps = h.config.sync.oceanengine_qps;
+    println!(
+        "adversarial sync (pages in random order, {} leads inserted while paging): {} of {} leads stored in {:.2} s; status {:?}",
+        platform_leads - leads,
+        totals.created,
+        platform_leads,
+        secs,
+        task.status
+    );
+    println!(
+        "  platform requests: {requests} ({} for reconciliation: {:.1} % over the {} of the clean run)",
+        totals.reconcile_requests,
+        100.0 * (requests as f64 - pages_clean as f64) / pages_clean as f64,
+        pages_clean
+    );
+    println!(
+        "  rate-limit use: clean {:.1} %, adversarial {:.1} % of {qps} requests/s",
+        100.0 * clean.pages as f64 / clean.secs / qps,
+        100.0 * requests as f64 / secs / qps
+    );
 }

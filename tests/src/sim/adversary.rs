@@ -116,6 +116,9 @@ impl Adversary {
             2 => super::Fault::MalformedJson,
             _ => super::Fault::TokenExpired,
         });
+        // One kind of change per request, so every change shows in the total of the answer that
+        // follows it. An insert and a delete that land between the same two answers cancel in
+        // every total, and no count can see them (see shared::sync::reconcile).
         let inserts = if r.chance(h.insert_percent) {
             (0..=r.below(h.insert_max.max(1)))
                 .map(|_| r.time_in(start, end))
@@ -123,7 +126,7 @@ impl Adversary {
         } else {
             Vec::new()
         };
-        let delete = r.chance(h.delete_percent).then(|| r.next_u64());
+        let delete = (inserts.is_empty() && r.chance(h.delete_percent)).then(|| r.next_u64());
         Move {
             delay,
             fault,

@@ -46,6 +46,8 @@ pub struct Faults {
     /// Page number → (delay, leads inserted after it), once.
     pub page_script: HashMap<u32, (Duration, usize)>,
     pub adversary: Option<super::adversary::Adversary>,
+    /// 来客: this lead's remark is this many bytes long (an item over DynamoDB's limit).
+    pub bloated: Option<(String, usize)>,
 }
 
 fn is_consent_page(path: &str) -> bool {

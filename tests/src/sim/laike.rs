@@ -57,6 +57,13 @@ fn decrypt_online(cipher: &str) -> Option<String> {
     Some(String::from_utf8(bytes).ok()?.chars().rev().collect())
 }
 
+fn remark(state: &SimState, lead: &SimLead) -> String {
+    match &lock(&state.faults).bloated {
+        Some((id, size)) if *id == lead.clue_id => "备".repeat(size / 3),
+        _ => String::new(),
+    }
+}
+
 fn record(state: &SimState, account: &str, lead: &SimLead) -> Value {
     let telephone = if lock(&state.faults).enc_phones {
         encrypt_online(&lead.phone)
@@ -67,7 +74,7 @@ fn record(state: &SimState, account: &str, lead: &SimLead) -> Value {
         "clue_id": lead.clue_id, "req_id": format!("REQ{}", lead.clue_id),
         "create_time_detail": format_bj(lead.create_time), "modify_time": format_bj(lead.modify_time),
         "name": lead.name, "telephone": telephone, "weixin": "", "gender": num(state, 1), "age": num(state, 0),
-        "province_name": "浙江省", "city_name": "杭州市", "county_name": "西湖区", "remark": "",
+        "province_name": "浙江省", "city_name": "杭州市", "county_name": "西湖区", "remark": remark(state, lead),
         "remark_dict": "{\"预约时间\":\"周六\"}", "clue_type": num(state, 1), "flow_type": num(state, 1),
         "effective_state": num(state, if lead.convert_status.is_empty() { 0 } else { 1 }),
         "convert_status": num(state, if lead.convert_status.is_empty() { 0 } else { 1 }),

@@ -161,6 +161,16 @@ async fn adversary(
             .delete
             .and_then(|pick| data.leads.delete_in(source, &account, window.0, window.1, pick))
     };
+    if std::env::var("ADVERSARY_TRACE").is_ok() {
+        let total = state.data().leads.window_of(source, accounts, window.0, window.1).len();
+        eprintln!(
+            "sim: page {page} of {}..{}: +{} -{:?} → total {total}",
+            window.0,
+            window.1,
+            moved.inserts.len(),
+            deleted
+        );
+    }
     if let Some(id) = deleted
         && let Some(a) = lock(&state.faults).adversary.as_mut()
     {

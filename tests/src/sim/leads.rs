@@ -92,7 +92,9 @@ impl Book {
         let list = self.list(source, account);
         let step = span / (count.max(1) as i32);
         for k in 0..count {
+            // Platforms keep whole seconds.
             let at = base - span + step * (k as i32);
+            let at = at - Duration::nanoseconds(i64::from(at.timestamp_subsec_nanos()));
             list.push(make(source, account, start + k, at));
         }
     }

@@ -246,6 +246,11 @@ impl SimHandle {
         lock(&self.0.faults).adversary = adversary;
     }
 
+    /// 来客 sends lead `clue_id` with a remark of `bytes` bytes.
+    pub fn bloat_lead(&self, clue_id: &str, bytes: usize) {
+        lock(&self.0.faults).bloated = Some((clue_id.to_owned(), bytes));
+    }
+
     /// Turns the adversary off (a quiescent platform) or on again; returns the leads it deleted.
     pub fn calm_adversary(&self, calm: bool) -> Vec<String> {
         let mut faults = lock(&self.0.faults);
@@ -310,6 +315,11 @@ impl SimHandle {
 }
 
 impl Simulator {
+    /// A handle on the simulator's state that outlives borrows of it.
+    pub fn handle(&self) -> SimHandle {
+        self.handle.clone()
+    }
+
     pub async fn start() -> Self {
         Self::start_with(SimApp::default()).await
     }
