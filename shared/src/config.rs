@@ -134,6 +134,10 @@ pub struct SyncConfig {
     /// Time kept for storing what one page brought (and writing its tokens); the deadline margin
     /// adds the longest a platform call can take (see [`SyncConfig::deadline_margin`]).
     pub store_budget: Duration,
+    /// Pages fetched at once for a source whose answers carry no millisecond clock: one by one
+    /// by default, since only then is the order answers arrive the order they were given (and a
+    /// deletion shows in the totals).
+    pub unclocked_page_concurrency: usize,
     pub task_ttl: Duration,
     /// Refresh an access token this long before it expires.
     pub token_refresh_ahead: Duration,
@@ -260,6 +264,7 @@ impl Config {
                 connection_qps: r.rate("CONNECTION_QPS", 5.0),
                 lease_ttl: r.secs("SYNC_LEASE_SECS", 900, 60..=86_400),
                 store_budget: r.secs("SYNC_DEADLINE_MARGIN_SECS", 5, 1..=600),
+                unclocked_page_concurrency: r.int("SYNC_UNCLOCKED_PAGE_CONCURRENCY", 1, 1..=16) as usize,
                 task_ttl: r.secs("SYNC_TASK_TTL_DAYS", 30, 1..=365) * 86_400,
                 token_refresh_ahead: r.secs("TOKEN_REFRESH_AHEAD_SECS", 3600, 0..=7 * 86_400),
                 refresh_renew_ahead: r.secs("REFRESH_TOKEN_RENEW_AHEAD_DAYS", 5, 0..=29) * 86_400,

@@ -39,6 +39,24 @@ pub fn error_kind(endpoint: Endpoint, code: i64) -> ErrorKind {
 
 /// Reads either Douyin envelope (`{data, message}` for OAuth, `{data, extra}` for OpenAPI) and
 /// returns `data` when both `data.error_code` and `extra.error_code` are zero.
+/// The platform's clock when it answered: `extra.now`, milliseconds since the epoch (a number or
+/// a numeric string). Read from the raw body, so it works on any Douyin OpenAPI answer.
+pub fn answered_at(raw: &RawResponse) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Extra {
+        #[serde(default)]
+        now: Option<Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        extra: Option<Extra>,
+    }
+    let envelope: Envelope = serde_json::from_slice(&raw.body).ok()?;
+    let now = envelope.extra?.now?;
+    lenient::value_to_int(&now).ok().filter(|ms| *ms > 0)
+}
+
 pub fn decode_envelope(endpoint: Endpoint, raw: RawResponse) -> Result<Value, PlatformError> {
     let platform = Platform::Douyin;
     if raw.status == 429 || raw.status >= 500 {

@@ -92,6 +92,7 @@ impl SourceClient for FansSource {
         };
         let next_cursor = int(&data, "cursor").unwrap_or(cursor);
         Ok(Page {
+            answered_at: None,
             leads: rows(&data, "list", Platform::Douyin)?
                 .iter()
                 .filter_map(normalize)

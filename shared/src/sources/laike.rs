@@ -216,6 +216,11 @@ impl SourceClient for LaikeSource {
         true
     }
 
+    /// Every answer carries `extra.now` (platform-apis.md §2.1).
+    fn clocked(&self) -> bool {
+        true
+    }
+
     async fn retry_phones(
         &self,
         auth: &PullAuth<'_>,
@@ -268,7 +273,7 @@ impl LaikeSource {
             ("page", number.to_string()),
             ("page_size", self.page_size.to_string()),
         ];
-        let data = self
+        let (data, answered_at) = self
             .http
             .call(
                 Platform::Douyin,
@@ -279,7 +284,10 @@ impl LaikeSource {
                         .header("content-type", "application/json")
                         .query(&query)
                 },
-                |raw| douyin::decode_envelope(Endpoint::OpenApi, raw),
+                |raw| {
+                    let at = douyin::answered_at(&raw);
+                    douyin::decode_envelope(Endpoint::OpenApi, raw).map(|data| (data, at))
+                },
             )
             .await?;
         let mut leads: Vec<(PlatformLead, Option<String>)> = rows(&data, "clue_data", Platform::Douyin)?
@@ -290,11 +298,9 @@ impl LaikeSource {
         let paging = data.get("page").cloned().unwrap_or(Value::Null);
         let pages = int(&paging, "page_total").map(|p| p.max(0) as u32);
         let leads = leads.into_iter().map(|(lead, _)| lead).collect();
-        Ok(Page::numbered(
-            leads,
-            int(&paging, "total").map(|t| t.max(0) as u64),
-            pages,
-            number,
-        ))
+        Ok(
+            Page::numbered(leads, int(&paging, "total").map(|t| t.max(0) as u64), pages, number)
+                .answered_at(answered_at),
+        )
     }
 }

@@ -60,6 +60,9 @@ pub struct Page {
     /// Pages in the whole window, when the platform says.
     pub pages: Option<u32>,
     pub next: Option<PageRef>,
+    /// When the platform answered, by its own clock (milliseconds since the epoch), when the
+    /// answer says: it orders answers that crossed on the way back.
+    pub answered_at: Option<i64>,
 }
 
 impl Page {
@@ -70,6 +73,15 @@ impl Page {
             total,
             pages,
             next: pages.filter(|p| number < *p).map(|_| PageRef::Number(number + 1)),
+            answered_at: None,
+        }
+    }
+
+    /// The same page, stamped with the platform's clock.
+    pub fn answered_at(self, at: Option<i64>) -> Self {
+        Self {
+            answered_at: at,
+            ..self
         }
     }
 }
@@ -144,6 +156,12 @@ pub trait SourceClient: Send + Sync {
     /// days).
     fn covered(&self, window: &Window) -> Window {
         *window
+    }
+    /// True when answers carry the platform's clock to the millisecond (see
+    /// [`Page::answered_at`]), so pages fetched at once can still be put in the order they were
+    /// answered; without it, pages are fetched `SYNC_UNCLOCKED_PAGE_CONCURRENCY` at a time.
+    fn clocked(&self) -> bool {
+        false
     }
     /// Listings a window of this connection takes: an API that accepts only so many accounts
     /// per call is pulled one chunk at a time, each its own listing with its own totals.

@@ -163,6 +163,15 @@ struct Run<'a> {
 }
 
 impl SyncEngine {
+    fn page_concurrency(&self, client: &dyn SourceClient) -> usize {
+        let configured = if client.clocked() {
+            self.config.page_concurrency
+        } else {
+            self.config.unclocked_page_concurrency
+        };
+        configured.max(1)
+    }
+
     fn out_of_time(&self, deadline: Option<Instant>) -> bool {
         deadline.is_some_and(|d| Instant::now() + self.margin >= d)
     }
@@ -793,7 +802,7 @@ impl SyncEngine {
                 let page = self.fetch(run, client, listing, PageRef::Number(n)).await;
                 (n, Some(page.map_err(WindowStop::from)))
             })
-            .buffer_unordered(self.config.page_concurrency.max(1));
+            .buffer_unordered(self.page_concurrency(client));
         let mut first_stop = None;
         while let Some((n, result)) = stream.next().await {
             match result {

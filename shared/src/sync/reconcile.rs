@@ -6,10 +6,11 @@
 //! * Every answer carries the window's total at that moment. Without deletions totals only grow,
 //!   and every row fetched still exists, so `distinct ids fetched ≥ the total of a final answer
 //!   taken after all others` proves that nothing is missing.
-//! * Rows were deleted while paging when a total fell (an answer arrives with a smaller total
-//!   than one before it), or when more distinct rows were fetched than the final total. Rows
-//!   fetched may then be gone, the count proves nothing, and the window is pulled again. Answers
-//!   that cross on the way look the same; pulling again is the safe side of that doubt.
+//! * Rows were deleted while paging when a total fell (an answer given after another has a
+//!   smaller total), or when more distinct rows were fetched than the final total. Rows fetched
+//!   may then be gone, the count proves nothing, and the window is pulled again. Which answer was
+//!   given first is the platform's clock where answers carry one (Douyin's `extra.now`); without
+//!   it, pages are fetched one at a time, so the order they arrive is the order they were given.
 //! * A short count is repaired where rows can have fallen: at a boundary between pages `k` and
 //!   `k+1` rows fall through only when page `k+1` was answered before page `k` (its total is
 //!   smaller) and rows were inserted in between; they then lie at most a few pages after the
@@ -48,9 +49,10 @@ pub struct Tally {
     /// The most pages any answer reported.
     max_pages: u32,
     answers: u32,
-    /// An answer arrived with a smaller total than one that arrived before it: rows were deleted
-    /// in between (or the answers crossed on the way, which is treated the same, to be safe).
+    /// An answer was given after one with a larger total: rows were deleted in between.
     deletion_seen: bool,
+    /// Every answer's (platform clock, total), in the order they arrived.
+    answered: Vec<(Option<i64>, u64)>,
 }
 
 impl Tally {
@@ -63,6 +65,7 @@ impl Tally {
             max_pages: 0,
             answers: 0,
             deletion_seen: false,
+            answered: Vec::new(),
         }
     }
 
@@ -73,12 +76,27 @@ impl Tally {
             self.note(lead);
         }
         let total = answer.total.unwrap_or_else(|| self.fallback_total(page, answer));
-        self.deletion_seen |= total < self.max_total;
+        self.deletion_seen |= self.fell(answer.answered_at, total);
+        self.answered.push((answer.answered_at, total));
         let span = self.page_totals.entry(page).or_insert((total, total));
         *span = (span.0.min(total), span.1.max(total));
         self.max_total = self.max_total.max(total);
         let pages = answer.pages.unwrap_or_else(|| self.pages_for(total));
         self.max_pages = self.max_pages.max(pages);
+    }
+
+    /// True when an answer with `total`, given at `at`, shows a fall against one noted before:
+    /// given earlier with a larger total, or later with a smaller one. Which was given first is
+    /// the platform's clock where both answers carry distinct times, else the order they arrived
+    /// (answers that crossed on the way then look like a fall, which errs on the safe side).
+    fn fell(&self, at: Option<i64>, total: u64) -> bool {
+        self.answered.iter().any(|&(other_at, other)| {
+            let other_first = match (other_at, at) {
+                (Some(a), Some(b)) if a != b => a < b,
+                _ => true,
+            };
+            if other_first { other > total } else { other < total }
+        })
     }
 
     /// A platform that gives no total: what this page's rows imply.
@@ -178,6 +196,7 @@ mod tests {
 
     fn page(ids: std::ops::Range<u32>, total: u64) -> Page {
         Page {
+            answered_at: None,
             leads: ids
                 .map(|i| PlatformLead {
                     source: LeadSource::Laike,
@@ -234,6 +253,26 @@ mod tests {
         // An answer of 15 after one of 16: a row went away meanwhile.
         t.record(2, &page(10..15, 15));
         assert_eq!(t.verdict(16), Verdict::Deleted);
+    }
+
+    #[test]
+    fn answers_that_crossed_on_the_way_are_ordered_by_the_platforms_clock() {
+        let stamped = |ids: std::ops::Range<u32>, total: u64, at: i64| Page {
+            answered_at: Some(at),
+            ..page(ids, total)
+        };
+        // Page 3 was given after page 2 (a delete in between) but arrived first.
+        let mut t = Tally::new(10);
+        t.record(1, &stamped(0..10, 30, 100));
+        t.record(3, &stamped(20..30, 29, 300));
+        t.record(2, &stamped(10..20, 30, 200));
+        assert_eq!(t.verdict(30), Verdict::Deleted);
+        // The same arrival with growth instead: page 2 given last, with the larger total.
+        let mut t = Tally::new(10);
+        t.record(1, &stamped(0..10, 30, 100));
+        t.record(3, &stamped(20..30, 30, 200));
+        t.record(2, &stamped(10..20, 31, 300));
+        assert_ne!(t.verdict(31), Verdict::Deleted);
     }
 
     #[test]
