@@ -75,8 +75,9 @@ impl Intercept for RequestCounter {
             .bytes()
             .and_then(|b| serde_json::from_slice(b).ok())
             .unwrap_or_default();
-        // Single-table calls name `TableName`; batch calls key `RequestItems` by table.
-        let tables: Vec<String> = match body.get("TableName").and_then(|t| t.as_str()) {
+        // Single-table calls name `TableName`; batch calls key `RequestItems` by table;
+        // transactions name a table in each item.
+        let mut tables: Vec<String> = match body.get("TableName").and_then(|t| t.as_str()) {
             Some(t) => vec![t.to_owned()],
             None => body
                 .get("RequestItems")
@@ -84,6 +85,20 @@ impl Intercept for RequestCounter {
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default(),
         };
+        if let Some(items) = body.get("TransactItems").and_then(|t| t.as_array()) {
+            for item in items {
+                let table = item
+                    .as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(|op| op.get("TableName"))
+                    .and_then(|t| t.as_str());
+                if let Some(t) = table
+                    && !tables.iter().any(|x| x == t)
+                {
+                    tables.push(t.to_owned());
+                }
+            }
+        }
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for table in tables {
             *counts.entry((operation.clone(), table)).or_default() += 1;

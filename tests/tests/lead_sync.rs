@@ -326,12 +326,12 @@ async fn concurrent_runs_of_one_connection_do_not_double_write() {
         .count();
     assert_eq!((ran, skipped), (1, 1), "the second run sees the lease and says so");
     assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
-    // Each page: 20 conditional puts (a second writer of a lead cannot create it again) and one
-    // batch write of the items of their (about 18) new phones.
+    // Each page: one transaction of 20 conditional puts (a second writer of a lead cannot create
+    // it again) and one batch write of the items of their (about 18) new phones.
     assert_eq!(
         h.counter.writes_to(h.leads_table()),
-        105,
-        "one conditional put per new lead and one phone batch per page"
+        10,
+        "one transaction of new leads and one phone batch per page"
     );
 }
 

@@ -52,6 +52,8 @@ fn hostility(rng: &mut Rng) -> Hostility {
         max_delay: Duration::from_millis(rng.below(all.max_delay.as_millis() as u64 + 1)),
         insert_percent: pick(rng, all.insert_percent * 2),
         insert_max: 1 + rng.below(all.insert_max),
+        insert_budget: all.insert_budget,
+        insert_recent: None,
         delete_percent: pick(rng, all.delete_percent * 2),
         fault_percent: pick(rng, all.fault_percent * 2),
         encoding_switch_percent: pick(rng, all.encoding_switch_percent * 2),

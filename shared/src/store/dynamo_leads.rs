@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
 };
 use chrono::{DateTime, Utc};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -73,6 +73,7 @@ fn phone_claim(tenant: &TenantId, phone: &str, lead: &LeadId) -> Item {
 }
 
 /// How one lead's write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LeadWrite {
     Written,
     /// Another writer created it first.
@@ -81,8 +82,24 @@ enum LeadWrite {
     Refused,
 }
 
-/// Leads written at once, one request each.
+/// Changed leads updated at once, one request each.
 const WRITE_CONCURRENCY: usize = 16;
+/// Conditional puts per transaction (DynamoDB's most) and their size, under its 4 MB.
+const TRANSACTION_ITEMS: usize = 100;
+const TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
+
+/// About how many bytes an item takes (names and values), to keep a transaction under its limit.
+fn approximate_size(item: &Item) -> usize {
+    fn value(v: &AttributeValue) -> usize {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+            AttributeValue::M(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            AttributeValue::L(l) => l.iter().map(value).sum(),
+            _ => 8,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
 
 /// A refusal of this one item (DynamoDB's ValidationException: too large, bad attribute), not
 /// of the store: the lead fails alone.
@@ -461,8 +478,122 @@ impl DynamoLeadStore {
         }
     }
 
-    /// Creates one lead unless it exists: two writers of one lead create it once, and only the
-    /// one that did counts it.
+    /// Creates leads unless they exist: two writers of one lead create it once, and only the one
+    /// that did counts it. A batch write cannot carry a condition, so the puts go in transactions
+    /// of up to 100 (DynamoDB bills a transactional write twice, the price of one request per
+    /// page of leads instead of one per lead). A transaction that a condition cancels says which items
+    /// exist; the others go again. Outcomes come back in the order of `items`.
+    async fn create_many(&self, items: Vec<(usize, Item)>) -> Result<Vec<(usize, LeadWrite)>, StoreError> {
+        let mut outcomes: Vec<(usize, Option<LeadWrite>)> = items.iter().map(|(i, _)| (*i, None)).collect();
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < items.len() && end - start < TRANSACTION_ITEMS {
+                let size = approximate_size(&items[end].1);
+                if end > start && bytes + size > TRANSACTION_BYTES {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            let chunk: Vec<Item> = items[start..end].iter().map(|(_, item)| item.clone()).collect();
+            for (offset, outcome) in self.create_chunk(chunk).await?.into_iter().enumerate() {
+                outcomes[start + offset].1 = Some(outcome);
+            }
+            start = end;
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|(i, o)| (i, o.expect("every item has an outcome")))
+            .collect())
+    }
+
+    /// One transaction of conditional puts, retried for the items a cancellation did not blame.
+    async fn create_chunk(&self, items: Vec<Item>) -> Result<Vec<LeadWrite>, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+        let mut outcomes: Vec<Option<LeadWrite>> = vec![None; items.len()];
+        for attempt in 0..UNPROCESSED_ATTEMPTS {
+            let pending: Vec<usize> = (0..items.len()).filter(|&i| outcomes[i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            let writes = pending
+                .iter()
+                .map(|&i| {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(items[i].clone()))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .expect("table and item are set");
+                    TransactWriteItem::builder().put(put).build()
+                })
+                .collect();
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => {
+                    for &i in &pending {
+                        outcomes[i] = Some(LeadWrite::Written);
+                    }
+                    break;
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                        cancel.cancellation_reasons().to_vec()
+                    }
+                    _ if is_item_refused(&e) && pending.len() == 1 => {
+                        outcomes[pending[0]] = Some(LeadWrite::Refused);
+                        break;
+                    }
+                    _ if is_item_refused(&e) => {
+                        // Which item is not said: each goes on its own, so only that one fails.
+                        for &i in &pending {
+                            outcomes[i] = Some(self.create(items[i].clone()).await?);
+                        }
+                        break;
+                    }
+                    _ => return Err(sdk_error("create leads", e)),
+                },
+            };
+            if reasons.len() != pending.len() {
+                for &i in &pending {
+                    outcomes[i] = Some(self.create(items[i].clone()).await?);
+                }
+                break;
+            }
+            for (&i, reason) in pending.iter().zip(&reasons) {
+                match reason.code() {
+                    Some("ConditionalCheckFailed") => outcomes[i] = Some(LeadWrite::Exists),
+                    Some("ValidationError") | Some("ItemCollectionSizeLimitExceeded") => {
+                        outcomes[i] = Some(LeadWrite::Refused)
+                    }
+                    // Cancelled because of another item, a conflict or throttling: again.
+                    _ => {}
+                }
+            }
+            backoff(attempt + 1).await;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.ok_or_else(|| {
+                    StoreError::new(
+                        "create leads",
+                        "transactions stayed cancelled (conflicts or throttling)",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Creates one lead unless it exists.
     async fn create(&self, item: Item) -> Result<LeadWrite, StoreError> {
         let result = self
             .client
@@ -545,19 +676,16 @@ impl DynamoLeadStore {
                 });
             planned.push((index, new_item(tenant, lead, duplicate_of.as_ref(), now), duplicate_of));
         }
-        // Owned values only: the futures must not borrow across the trait's async boundary.
-        let writes = planned
+        let (items, links): (Vec<(usize, Item)>, Vec<Option<LeadId>>) = planned
             .into_iter()
-            .map(|(index, item, duplicate_of)| self.create(item).map(move |outcome| (index, duplicate_of, outcome)));
-        let outcomes: Vec<_> = futures_util::stream::iter(writes)
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .collect()
-            .await;
+            .map(|(index, item, duplicate_of)| ((index, item), duplicate_of))
+            .unzip();
+        let outcomes = self.create_many(items).await?;
         let mut claimed = Vec::new();
         let mut raced = Vec::new();
-        for (index, duplicate_of, outcome) in outcomes {
+        for ((index, outcome), duplicate_of) in outcomes.into_iter().zip(links) {
             let lead = &fresh[index];
-            match outcome? {
+            match outcome {
                 LeadWrite::Written => {
                     report.created += 1;
                     report.duplicates += u64::from(duplicate_of.is_some());

@@ -15,6 +15,26 @@ use chrono::{DateTime, TimeZone, Utc};
 const WATERMARK_PREFIX: &str = "wm_";
 
 impl DynamoConnectionStore {
+    /// Sets a source's watermark to `to` when `condition` holds (forward only, or back only).
+    /// RFC 3339 in UTC with fixed millisecond precision sorts as text, so `<` compares times.
+    async fn set_watermark(
+        &self,
+        tenant: &TenantId,
+        id: &ConnectionId,
+        source: LeadSource,
+        to: DateTime<Utc>,
+        condition: &str,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .update_existing(tenant, id)
+            .update_expression("SET #wm = :to")
+            .condition_expression(condition)
+            .expression_attribute_names("#wm", format!("{WATERMARK_PREFIX}{source}"))
+            .expression_attribute_values(":to", time(to));
+        self.update_or_skip(operation, update).await
+    }
+
     /// An update of an existing connection item; the condition keeps a deleted connection deleted.
     fn update_existing(&self, tenant: &TenantId, id: &ConnectionId) -> UpdateItemFluentBuilder {
         self.client
@@ -115,14 +135,9 @@ impl SyncLedger for DynamoConnectionStore {
         source: LeadSource,
         to: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        // RFC 3339 in UTC with fixed millisecond precision sorts as text, so `<` compares times.
-        let update = self
-            .update_existing(tenant, id)
-            .update_expression("SET #wm = :to")
-            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#wm) OR #wm < :to)")
-            .expression_attribute_names("#wm", format!("{WATERMARK_PREFIX}{source}"))
-            .expression_attribute_values(":to", time(to));
-        self.update_or_skip("advance watermark", update).await
+        let forward = "attribute_exists(#pk) AND (attribute_not_exists(#wm) OR #wm < :to)";
+        self.set_watermark(tenant, id, source, to, forward, "advance watermark")
+            .await
     }
 
     async fn rewind_watermark(
@@ -132,13 +147,9 @@ impl SyncLedger for DynamoConnectionStore {
         source: LeadSource,
         to: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let update = self
-            .update_existing(tenant, id)
-            .update_expression("SET #wm = :to")
-            .condition_expression("attribute_exists(#pk) AND #wm > :to")
-            .expression_attribute_names("#wm", format!("{WATERMARK_PREFIX}{source}"))
-            .expression_attribute_values(":to", time(to));
-        self.update_or_skip("rewind watermark", update).await
+        let back = "attribute_exists(#pk) AND #wm > :to";
+        self.set_watermark(tenant, id, source, to, back, "rewind watermark")
+            .await
     }
 
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError> {

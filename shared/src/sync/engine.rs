@@ -88,8 +88,9 @@ const PHONE_RETRY_ATTEMPTS: u32 = 20;
 
 /// Passes over a window after rows were deleted while paging, before it is left for next run.
 const MAX_PASSES: u32 = 2;
-/// Rounds of repairs (pages where rows can have fallen) before the window is split in time.
-const REPAIR_ROUNDS: u32 = 2;
+/// Rounds of repairs (pages where rows can have fallen, or new rows at the head of the listing)
+/// before the window is split in time.
+const REPAIR_ROUNDS: u32 = 3;
 /// How deep a short window is split in time to find its missing rows.
 const MAX_BISECT_DEPTH: u32 = 3;
 
@@ -524,9 +525,9 @@ impl SyncEngine {
         if self.out_of_time(run.deadline) {
             return Err(WindowStop::OutOfTime);
         }
+        // The decrypt endpoint takes 50 ciphertexts a call.
         for _ in 0..pending.len().div_ceil(50) {
-            self.limits.bucket(client.platform()).acquire().await;
-            run.bucket.acquire().await;
+            self.permit(run, client.platform()).await;
         }
         let tokens = run.tokens.lock().await.clone();
         let auth = PullAuth {
@@ -712,6 +713,11 @@ impl SyncEngine {
                     total.unwrap_or(tally.max_total())
                 };
                 let suspect = tally.repair_pages(final_total);
+                tracing::debug!(
+                    source = %client.source(), start = %window.start, end = %window.end, depth, pass, round,
+                    final_total, distinct = tally.distinct(), verdict = ?tally.verdict(final_total),
+                    suspects = suspect.len(), "window checked"
+                );
                 match tally.verdict(final_total) {
                     // Counts alone can hide a deletion behind a row that fell between pages, so
                     // the pages where rows can have fallen are looked at once more first.
@@ -731,6 +737,12 @@ impl SyncEngine {
                     Verdict::Short { .. } => {
                         let mut pages = suspect;
                         pages.extend(tally.unfetched());
+                        if pages.is_empty() {
+                            // No row fell between pages: the missing ones were created while we
+                            // paged, and a listing newest first puts them at its head, past what
+                            // the final check's one page shows.
+                            pages.extend(tally.head_pages(final_total));
+                        }
                         pages.sort_unstable();
                         pages.dedup();
                         if pages.is_empty() {
@@ -804,22 +816,34 @@ impl SyncEngine {
             })
             .buffer_unordered(self.page_concurrency(client));
         let mut first_stop = None;
-        while let Some((n, result)) = stream.next().await {
-            match result {
-                None => {}
-                Some(Ok(page)) => {
-                    if let Err(e) = self.take(run, tally, n, page, counts, failed).await {
+        // Pages are stored while the next ones are fetched: storing must not hold the fetching
+        // back below the rate limit.
+        let mut storing = futures_util::stream::FuturesUnordered::new();
+        let mut fetching = true;
+        while fetching || !storing.is_empty() {
+            tokio::select! {
+                next = stream.next(), if fetching && storing.len() < STORING_AHEAD => match next {
+                    None => fetching = false,
+                    Some((_, None)) => {}
+                    Some((n, Some(Ok(page)))) => storing.push(self.store_counted(run, unseen(tally, n, page))),
+                    Some((_, Some(Err(stop)))) => {
+                        if matches!(stop, WindowStop::Failed(_)) {
+                            counts.failed += 1;
+                        }
+                        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first_stop.get_or_insert(stop);
+                    }
+                },
+                Some(stored) = storing.next(), if !storing.is_empty() => match stored {
+                    Ok((stored, refused)) => {
+                        counts.add(&stored);
+                        *failed += refused.len() as u64;
+                    }
+                    Err(e) => {
                         stopped.store(true, std::sync::atomic::Ordering::Relaxed);
                         first_stop.get_or_insert(WindowStop::from(e));
                     }
-                }
-                Some(Err(stop)) => {
-                    if matches!(stop, WindowStop::Failed(_)) {
-                        counts.failed += 1;
-                    }
-                    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
-                    first_stop.get_or_insert(stop);
-                }
+                },
             }
         }
         if let Some(stop) = first_stop {
@@ -838,15 +862,7 @@ impl SyncEngine {
         counts: &mut SourceCounts,
         failed: &mut u64,
     ) -> Result<(), StoreError> {
-        let mut fresh: Vec<PlatformLead> = page
-            .leads
-            .iter()
-            .filter(|l| !tally.has(&l.source_lead_id))
-            .cloned()
-            .collect();
-        let mut ids = HashSet::new();
-        fresh.retain(|l| ids.insert(l.source_lead_id.clone()));
-        tally.record(number, &page);
+        let fresh = unseen(tally, number, page);
         *failed += self.store(run, fresh, counts).await?.len() as u64;
         Ok(())
     }
@@ -862,8 +878,7 @@ impl SyncEngine {
     ) -> Result<Page, SourceError> {
         let mut retried = false;
         loop {
-            self.limits.bucket(client.platform()).acquire().await;
-            run.bucket.acquire().await;
+            self.permit(run, client.platform()).await;
             let tokens = run.tokens.lock().await.clone();
             let auth = PullAuth {
                 connection: run.connection,
@@ -882,6 +897,12 @@ impl SyncEngine {
                 other => return other,
             }
         }
+    }
+
+    /// Waits for a call's turn within the platform's and the connection's token buckets.
+    async fn permit(&self, run: &Run<'_>, platform: Platform) {
+        self.limits.bucket(platform).acquire().await;
+        run.bucket.acquire().await;
     }
 
     /// Refreshes the run's tokens unless a concurrent page already did since `rejected` was read.
@@ -924,12 +945,27 @@ impl SyncEngine {
         leads: Vec<PlatformLead>,
         counts: &mut SourceCounts,
     ) -> Result<Vec<LeadId>, StoreError> {
+        let (stored, failed) = self.store_counted(run, leads).await?;
+        counts.add(&stored);
+        Ok(failed)
+    }
+
+    /// [`Self::store`], returning the counts instead of adding to them (for stores that run
+    /// beside the fetching of further pages).
+    async fn store_counted(
+        &self,
+        run: &Run<'_>,
+        leads: Vec<PlatformLead>,
+    ) -> Result<(SourceCounts, Vec<LeadId>), StoreError> {
         let tenant = &run.connection.tenant;
         let fresh: Vec<LeadRecord> = leads
             .into_iter()
             .map(|l| LeadRecord::new(tenant, &run.connection.id, l))
             .collect();
-        counts.fetched += fresh.len() as u64;
+        let mut counts = SourceCounts {
+            fetched: fresh.len() as u64,
+            ..SourceCounts::default()
+        };
         let mut failed = Vec::new();
         for batch in fresh.chunks(UPSERT_BATCH) {
             let report = self.stores.leads.upsert(tenant, batch, self.clock.now()).await?;
@@ -941,9 +977,25 @@ impl SyncEngine {
             counts.failed_leads += report.failed.len() as u64;
             failed.extend(report.failed);
         }
-        Ok(failed)
+        Ok((counts, failed))
     }
 }
+
+/// The leads of `page` not yet seen in this window (each once), after noting the answer.
+fn unseen(tally: &mut Tally, number: u32, page: Page) -> Vec<PlatformLead> {
+    let mut ids = HashSet::new();
+    let fresh = page
+        .leads
+        .iter()
+        .filter(|l| !tally.has(&l.source_lead_id) && ids.insert(l.source_lead_id.clone()))
+        .cloned()
+        .collect();
+    tally.record(number, &page);
+    fresh
+}
+
+/// Pages stored at once while further pages are fetched.
+const STORING_AHEAD: usize = 4;
 
 fn client_platform(connection: &Connection) -> Platform {
     match connection.provider {

@@ -182,6 +182,16 @@ impl Tally {
         pages
     }
 
+    /// The pages after the first that rows created while paging can have filled at the head of
+    /// the listing (a listing newest first puts them there): as many as the total grew since the
+    /// first answer, plus the page they pushed the old head onto.
+    pub fn head_pages(&self, final_total: u64) -> Vec<u32> {
+        let first = self.answered.iter().map(|&(_, t)| t).min().unwrap_or(final_total);
+        let grown = final_total.saturating_sub(first);
+        let pages = grown.div_ceil(u64::from(self.page_size)) + 1;
+        (2..=pages.min(u64::from(self.pages_needed())) as u32).collect()
+    }
+
     /// Forgets every row and answer: the window is pulled again from scratch.
     pub fn reset(&mut self) {
         *self = Tally::new(self.page_size);

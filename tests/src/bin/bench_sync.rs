@@ -94,7 +94,7 @@ async fn main() {
     let pages = h.sim.api_requests() - platform_before;
     println!(
         "sync ({}): {} leads stored in {:.2} s = {:.0} leads/s; status {:?}",
-        if on_moto { "DynamoDB on moto" } else { "embedded store" },
+        if on_moto { "DynamoDB Local" } else { "embedded store" },
         totals.created,
         secs,
         totals.created as f64 / secs,
@@ -150,12 +150,17 @@ async fn adversarial(h: &SyncHarness, leads: usize, clean: Clean) {
         .seed_leads(SimSource::OceanEngineClue, account, leads, Duration::days(20));
     let connection = connect_oauth(&h.config, &h.stores, &tenant, Provider::OceanEngine, account).await;
     let pages_clean = clean.pages.max(1);
-    // About 5 % of the leads inserted over the run: on average that many per page request.
-    let per_request = (leads as u64 * 5 / 100).div_ceil(pages_clean);
+    // 5 % of the leads inserted while paging, spread over the requests.
+    let budget = leads as u64 * 5 / 100;
+    let per_request = budget.div_ceil(pages_clean);
     let hostility = Hostility {
         max_delay: std::time::Duration::from_millis(env_num("BENCH_ADVERSARY_DELAY_MS", 150)),
         insert_percent: 100,
         insert_max: (2 * per_request).max(1),
+        insert_budget: budget,
+        // New leads arrive recent (`BENCH_ADVERSARY_INSERTS=anywhere` spreads them over the window).
+        insert_recent: (std::env::var("BENCH_ADVERSARY_INSERTS").as_deref() != Ok("anywhere"))
+            .then(|| Duration::hours(1)),
         delete_percent: 0,
         fault_percent: 0,
         encoding_switch_percent: 0,
@@ -173,8 +178,13 @@ async fn adversarial(h: &SyncHarness, leads: usize, clean: Clean) {
     let platform_leads = h.sim.leads(SimSource::OceanEngineClue, account).len();
     let qps = h.config.sync.oceanengine_qps;
     println!(
-        "adversarial sync (pages in random order, {} leads inserted while paging): {} of {} leads stored in {:.2} s; status {:?}",
+        "adversarial sync (pages in random order, {} leads inserted while paging, {}): {} of {} leads stored in {:.2} s; status {:?}",
         platform_leads - leads,
+        if std::env::var("BENCH_ADVERSARY_INSERTS").as_deref() == Ok("anywhere") {
+            "anywhere in the window"
+        } else {
+            "created in the last hour"
+        },
         totals.created,
         platform_leads,
         secs,

@@ -48,6 +48,12 @@ pub struct Hostility {
     pub insert_percent: u64,
     /// Leads one insert adds, at most.
     pub insert_max: u64,
+    /// Leads all inserts add, at most.
+    pub insert_budget: u64,
+    /// Inserted leads are new: created at most this long ago (and more than 11 minutes ago, so
+    /// every source's window can hold them), in whichever window covers that; without it, they
+    /// are created anywhere in the window being paged.
+    pub insert_recent: Option<Duration>,
     pub delete_percent: u64,
     pub fault_percent: u64,
     pub encoding_switch_percent: u64,
@@ -61,6 +67,8 @@ impl Hostility {
             max_delay: StdDuration::from_millis(12),
             insert_percent: 12,
             insert_max: 3,
+            insert_budget: u64::MAX,
+            insert_recent: None,
             delete_percent: 6,
             fault_percent: 6,
             encoding_switch_percent: 10,
@@ -90,6 +98,8 @@ pub struct Adversary {
     pub active: bool,
     /// Ids of the leads this adversary deleted (a store may keep what it saw before).
     pub deleted: Vec<String>,
+    /// Leads inserted so far.
+    pub inserted: u64,
 }
 
 impl Adversary {
@@ -99,11 +109,12 @@ impl Adversary {
             hostility,
             active: true,
             deleted: Vec::new(),
+            inserted: 0,
         }
     }
 
-    /// Draws the fate of a request for the window `[start, end]`.
-    pub fn draw(&mut self, start: DateTime<Utc>, end: DateTime<Utc>) -> Move {
+    /// Draws the fate of a request for the window `[start, end]`, at `now`.
+    pub fn draw(&mut self, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Move {
         if !self.active {
             return Move::default();
         }
@@ -119,13 +130,17 @@ impl Adversary {
         // One kind of change per request, so every change shows in the total of the answer that
         // follows it. An insert and a delete that land between the same two answers cancel in
         // every total, and no count can see them (see shared::sync::reconcile).
-        let inserts = if r.chance(h.insert_percent) {
-            (0..=r.below(h.insert_max.max(1)))
-                .map(|_| r.time_in(start, end))
-                .collect()
+        let inserts: Vec<DateTime<Utc>> = if r.chance(h.insert_percent) && self.inserted < h.insert_budget {
+            let n = (1 + r.below(h.insert_max.max(1))).min(h.insert_budget - self.inserted);
+            let (from, to) = match h.insert_recent {
+                Some(recent) => (now - recent, now - Duration::minutes(11)),
+                None => (start, end),
+            };
+            (0..n).map(|_| r.time_in(from, to)).collect()
         } else {
             Vec::new()
         };
+        self.inserted += inserts.len() as u64;
         let delete = (inserts.is_empty() && r.chance(h.delete_percent)).then(|| r.next_u64());
         Move {
             delay,

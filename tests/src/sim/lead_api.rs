@@ -129,7 +129,8 @@ async fn adversary(
     let (script, moved) = {
         let mut f = lock(&state.faults);
         let script = f.page_script.remove(&page);
-        let moved = f.adversary.as_mut().map(|a| a.draw(window.0, window.1));
+        let now = state.now();
+        let moved = f.adversary.as_mut().map(|a| a.draw(window.0, window.1, now));
         (script, moved)
     };
     if let Some((delay, insert)) = script {
