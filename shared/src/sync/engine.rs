@@ -701,6 +701,8 @@ impl SyncEngine {
                 self.fetch_pages(run, client, listing, &missing, &mut tally, counts, &mut failed)
                     .await?;
             }
+            // How deep into the head of the listing repairs have looked.
+            let mut head = 1u32;
             for round in 0..=REPAIR_ROUNDS {
                 let final_total = if tally.answers() <= 1 {
                     // One answer is one consistent look at the window.
@@ -734,14 +736,16 @@ impl SyncEngine {
                         continue 'passes;
                     }
                     Verdict::Short { .. } if round == REPAIR_ROUNDS => break 'passes,
-                    Verdict::Short { .. } => {
+                    Verdict::Short { missing } => {
                         let mut pages = suspect;
                         pages.extend(tally.unfetched());
                         if pages.is_empty() {
                             // No row fell between pages: the missing ones were created while we
                             // paged, and a listing newest first puts them at its head, past what
                             // the final check's one page shows.
-                            pages.extend(tally.head_pages(final_total));
+                            let reach = tally.head_reach(final_total, missing, head);
+                            pages.extend(2..=reach);
+                            head = reach;
                         }
                         pages.sort_unstable();
                         pages.dedup();

@@ -182,14 +182,16 @@ impl Tally {
         pages
     }
 
-    /// The pages after the first that rows created while paging can have filled at the head of
-    /// the listing (a listing newest first puts them there): as many as the total grew since the
-    /// first answer, plus the page they pushed the old head onto.
-    pub fn head_pages(&self, final_total: u64) -> Vec<u32> {
+    /// How deep the head of the listing reaches that rows created while paging can have filled
+    /// (a listing newest first puts them there, each at its own time among the other new rows):
+    /// beyond `reached` (the head already looked at) by as many pages as rows are `missing`,
+    /// and at least as deep as the total grew since the first answer, plus one page.
+    pub fn head_reach(&self, final_total: u64, missing: u64, reached: u32) -> u32 {
         let first = self.answered.iter().map(|&(_, t)| t).min().unwrap_or(final_total);
-        let grown = final_total.saturating_sub(first);
-        let pages = grown.div_ceil(u64::from(self.page_size)) + 1;
-        (2..=pages.min(u64::from(self.pages_needed())) as u32).collect()
+        let size = u64::from(self.page_size);
+        let grown = final_total.saturating_sub(first).div_ceil(size) + 1;
+        let deeper = u64::from(reached) + missing.div_ceil(size);
+        grown.max(deeper).min(u64::from(self.pages_needed())) as u32
     }
 
     /// Forgets every row and answer: the window is pulled again from scratch.
