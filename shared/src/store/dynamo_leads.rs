@@ -128,13 +128,17 @@ fn pending_item(tenant: &TenantId, p: &PendingPhone) -> Item {
     item
 }
 
-fn decode_pending(item: &Item) -> Result<PendingPhone, StoreError> {
+/// The item's `source`, one this version knows.
+fn get_source(item: &Item) -> Result<LeadSource, StoreError> {
     let source = get_s(item, "source")?;
+    LeadSource::parse(&source).ok_or_else(|| StoreError::new("decode lead", format!("unknown source {source}")))
+}
+
+fn decode_pending(item: &Item) -> Result<PendingPhone, StoreError> {
     Ok(PendingPhone {
         lead_id: LeadId::from_stored(get_s(item, "leadId")?),
         connection_id: ConnectionId::from_stored(get_s(item, "connectionId")?),
-        source: LeadSource::parse(&source)
-            .ok_or_else(|| StoreError::new("decode pending phone", format!("unknown source {source}")))?,
+        source: get_source(item)?,
         source_lead_id: get_s(item, "sourceLeadId")?,
         cipher: get_s(item, "cipher")?,
         attempts: get_n(item, "attempts").unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
@@ -184,7 +188,6 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
 }
 
 fn decode(item: &Item) -> Result<StoredLead, StoreError> {
-    let source = get_s(item, "source")?;
     let status = get_s(item, "status")?;
     let fields = decode_fields(item)?;
     let history: Vec<HistoryEntry> = match item.get("history") {
@@ -196,8 +199,7 @@ fn decode(item: &Item) -> Result<StoredLead, StoreError> {
         lead_id: LeadId::from_stored(get_s(item, "leadId")?),
         tenant: TenantId::new(tenant_pk.trim_start_matches("TENANT#")),
         connection_id: ConnectionId::from_stored(get_s(item, "connectionId")?),
-        source: LeadSource::parse(&source)
-            .ok_or_else(|| StoreError::new("decode lead", format!("unknown source {source}")))?,
+        source: get_source(item)?,
         source_lead_id: get_s(item, "sourceLeadId")?,
         fields,
         raw: get_opt_s(item, "raw")
