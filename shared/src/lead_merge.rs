@@ -4,6 +4,8 @@
 //! value changed, only that it did not give it; so the stored value stays.
 
 use crate::lead::{LeadFields, LeadRecord};
+use crate::store::PendingPhone;
+use chrono::{DateTime, Utc};
 
 /// The stored side of a lead, as far as an upsert needs it.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +52,36 @@ pub enum PhoneEffect {
 pub struct UpsertPlan {
     pub write: Write,
     pub phone: PhoneEffect,
+}
+
+/// What the write does to the lead's phone retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneRetryChange {
+    /// Remember the lead for a decrypt retry on later runs.
+    Remember(PendingPhone),
+    /// Its phone is known now: forget the retry.
+    Forget,
+}
+
+impl UpsertPlan {
+    /// The retry to remember or forget for `lead` (the record this plan was decided for).
+    pub fn phone_retry(&self, lead: &LeadRecord, now: DateTime<Utc>) -> Option<PhoneRetryChange> {
+        match (self.phone, &lead.phone_cipher) {
+            (PhoneEffect::NowMissing, Some(cipher)) if !matches!(self.write, Write::Refused(_)) => {
+                Some(PhoneRetryChange::Remember(PendingPhone {
+                    lead_id: lead.lead_id.clone(),
+                    connection_id: lead.connection_id.clone(),
+                    source: lead.source,
+                    source_lead_id: lead.source_lead_id.clone(),
+                    cipher: cipher.clone(),
+                    attempts: 0,
+                    since: now,
+                }))
+            }
+            (PhoneEffect::Recovered, _) => Some(PhoneRetryChange::Forget),
+            _ => None,
+        }
+    }
 }
 
 fn missing(fields: &LeadFields) -> bool {

@@ -9,11 +9,10 @@
 
 use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
-use super::memory_leads::pending_phone;
 use super::{LeadStore, LeadUpdateError, OperatorChange, PendingPhone, StoreError, UPSERT_BATCH, UpsertReport};
 use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
-use crate::lead_merge::{PhoneEffect, Stored, UpsertPlan, Write};
+use crate::lead_merge::{PhoneRetryChange, Stored, UpsertPlan, Write};
 use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -744,12 +743,12 @@ impl LeadStore for DynamoLeadStore {
                     content_hash: hash,
                 }),
             );
-            match (plan.phone, &lead.phone_cipher) {
-                (PhoneEffect::NowMissing, Some(cipher)) if !matches!(plan.write, Write::Refused(_)) => {
-                    wait.push(pending_phone(lead, cipher, now));
+            match plan.phone_retry(lead, now) {
+                Some(PhoneRetryChange::Remember(entry)) => wait.push(entry),
+                Some(PhoneRetryChange::Forget) => {
+                    recovered.push(pending_key(tenant, &lead.connection_id, &lead.lead_id))
                 }
-                (PhoneEffect::Recovered, _) => recovered.push(pending_key(tenant, &lead.connection_id, &lead.lead_id)),
-                _ => {}
+                None => {}
             }
             match plan.write {
                 Write::Unchanged => report.unchanged += 1,

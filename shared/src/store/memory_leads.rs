@@ -7,7 +7,7 @@ use super::{
 };
 use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead};
-use crate::lead_merge::{PhoneEffect, Stored, UpsertPlan, Write};
+use crate::lead_merge::{PhoneRetryChange, Stored, UpsertPlan, Write};
 use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
 use crate::task::SyncTask;
 use async_trait::async_trait;
@@ -26,19 +26,6 @@ pub struct MemoryLeadStore {
     /// Leads waiting for a phone retry, per (tenant, connection).
     pending: Mutex<BTreeMap<(TenantId, ConnectionId, LeadId), PendingPhone>>,
     writes: AtomicU64,
-}
-
-/// The retry record of a lead whose phone did not decrypt.
-pub(crate) fn pending_phone(lead: &LeadRecord, cipher: &str, now: DateTime<Utc>) -> PendingPhone {
-    PendingPhone {
-        lead_id: lead.lead_id.clone(),
-        connection_id: lead.connection_id.clone(),
-        source: lead.source,
-        source_lead_id: lead.source_lead_id.clone(),
-        cipher: cipher.to_owned(),
-        attempts: 0,
-        since: now,
-    }
 }
 
 impl MemoryLeadStore {
@@ -73,15 +60,15 @@ impl LeadStore for MemoryLeadStore {
                 }),
             );
             let pending_key = (tenant.clone(), lead.connection_id.clone(), lead.lead_id.clone());
-            match (plan.phone, &lead.phone_cipher) {
-                (PhoneEffect::NowMissing, Some(cipher)) if !matches!(plan.write, Write::Refused(_)) => {
-                    pending.insert(pending_key, pending_phone(lead, cipher, now));
+            match plan.phone_retry(lead, now) {
+                Some(PhoneRetryChange::Remember(entry)) => {
+                    pending.insert(pending_key, entry);
                     report.phones_missing += 1;
                 }
-                (PhoneEffect::Recovered, _) => {
+                Some(PhoneRetryChange::Forget) => {
                     pending.remove(&pending_key);
                 }
-                _ => {}
+                None => {}
             }
             match plan.write {
                 Write::Unchanged => report.unchanged += 1,

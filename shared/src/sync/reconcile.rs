@@ -48,7 +48,6 @@ pub struct Tally {
     max_total: u64,
     /// The most pages any answer reported.
     max_pages: u32,
-    answers: u32,
     /// An answer was given after one with a larger total: rows were deleted in between.
     deletion_seen: bool,
     /// Every answer's (platform clock, total), in the order they arrived.
@@ -63,7 +62,6 @@ impl Tally {
             page_totals: BTreeMap::new(),
             max_total: 0,
             max_pages: 0,
-            answers: 0,
             deletion_seen: false,
             answered: Vec::new(),
         }
@@ -71,7 +69,6 @@ impl Tally {
 
     /// Notes one answer for `page`, in the order answers arrive.
     pub fn record(&mut self, page: u32, answer: &Page) {
-        self.answers += 1;
         for lead in &answer.leads {
             self.note(lead);
         }
@@ -119,8 +116,8 @@ impl Tally {
         self.seen.len() as u64
     }
 
-    pub fn answers(&self) -> u32 {
-        self.answers
+    pub fn answers(&self) -> usize {
+        self.answered.len()
     }
 
     pub fn max_total(&self) -> u64 {
