@@ -15,8 +15,21 @@ pub struct Config {
     pub http: HttpConfig,
     pub feiyu: FeiyuConfig,
     pub sync: SyncConfig,
+    pub read: ReadConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
+}
+
+/// The lead API's read limits: every call stays within them whatever a tenant's size.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    pub limits: crate::lead_query::ReadLimits,
+    /// The most rows `GET /leads/export` answers itself; beyond, an export job.
+    pub sync_export_rows: u64,
+    /// The key of the cursors' MAC. Without `LEADS_CURSOR_KEY` it is derived from the leads
+    /// table's name: cursors are then still bound to their filter, but forgeable by whoever
+    /// knows the name (which only lets a caller start a page where they like in their own data).
+    pub cursor_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +285,16 @@ impl Config {
                 queue_url: r.optional("SYNC_QUEUE_URL"),
                 max_receives: r.int("SYNC_MAX_RECEIVES", 3, 1..=1000) as u32,
                 event_bus: r.name("LEADS_EVENT_BUS", "default"),
+            },
+            read: ReadConfig {
+                limits: crate::lead_query::ReadLimits {
+                    scan_budget: r.int("LEADS_SCAN_BUDGET", 300, 10..=5_000) as u32,
+                    max_offset: r.int("LEADS_MAX_OFFSET", 10_000, 100..=100_000),
+                },
+                sync_export_rows: r.int("LEADS_SYNC_EXPORT_ROWS", 5_000, 1..=20_000),
+                cursor_key: r
+                    .optional("LEADS_CURSOR_KEY")
+                    .unwrap_or_else(|| format!("cursor:{}", r.name("LEADS_TABLE", "douyin-leads-leads"))),
             },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };

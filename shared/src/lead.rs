@@ -231,7 +231,7 @@ impl fmt::Display for LeadId {
     }
 }
 
-/// One change of a lead's operator fields.
+/// One event in a lead's history (kept as items of their own, so the lead stays small).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
@@ -243,6 +243,16 @@ pub struct HistoryEntry {
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+}
+
+/// The key of a history entry among its lead's: newest last in key order, unique per write
+/// (`seq` orders the entries of one change, the first shown first when read newest first; the
+/// nonce keeps two writers apart).
+pub fn history_key(at: DateTime<Utc>, seq: usize) -> String {
+    let mut nonce = [0u8; 4];
+    getrandom::fill(&mut nonce).expect("OS randomness is available");
+    let order = 999 - seq.min(999);
+    format!("{:013}#{order:03}#{}", at.timestamp_millis().max(0), hex(&nonce))
 }
 
 /// A lead as stored: platform fields from the last pull that changed it, plus operator fields
@@ -266,7 +276,6 @@ pub struct StoredLead {
     pub notes: String,
     /// Bumped by every operator change, for optimistic concurrency; syncs leave it alone.
     pub version: u64,
-    pub history: Vec<HistoryEntry>,
 }
 
 impl StoredLead {
@@ -301,6 +310,42 @@ pub fn mask_phone(phone: &str) -> String {
     format!("{head}****{tail}")
 }
 
+/// Masks every run of 7 or more digits (spaces and dashes inside a run count with it), the
+/// way phone numbers typed into remarks and form answers look: `电话138 0013 8000` →
+/// `电话138****8000`.
+pub fn mask_digit_runs(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // A run: digits, possibly joined by single spaces or dashes.
+        let mut j = i;
+        let mut digits = String::new();
+        while j < chars.len() {
+            if chars[j].is_ascii_digit() {
+                digits.push(chars[j]);
+                j += 1;
+            } else if matches!(chars[j], ' ' | '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if digits.len() >= 7 {
+            out.push_str(&mask_phone(&digits));
+        } else {
+            out.extend(&chars[i..j]);
+        }
+        i = j;
+    }
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -317,6 +362,13 @@ mod tests {
         assert_eq!(normalize_phone("n/a"), None);
         assert_eq!(mask_phone("13800138000"), "138****8000");
         assert_eq!(mask_phone("12345"), "*****");
+        assert_eq!(
+            mask_digit_runs("电话138 0013 8000，门店2号"),
+            "电话138****8000，门店2号"
+        );
+        assert_eq!(mask_digit_runs("+86-13800138000"), "+861****8000");
+        assert_eq!(mask_digit_runs("订单 123456 已付"), "订单 123456 已付");
+        assert_eq!(mask_digit_runs("1234567"), "*******");
     }
 
     #[test]

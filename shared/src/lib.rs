@@ -12,6 +12,7 @@ pub mod lead_merge;
 pub mod lead_query;
 pub mod lenient;
 pub mod platform;
+pub mod read_model;
 pub mod secret;
 pub mod sources;
 pub mod store;

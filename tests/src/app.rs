@@ -8,7 +8,9 @@ use shared::clock::Clock;
 use shared::domain::AppCredentials;
 use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
-use shared::store::{AppCredentialsSource, ConnectionStore, LeadStore, StateStore, SyncLedger, TaskStore, TokenVault};
+use shared::store::{
+    AppCredentialsSource, AuditLog, ConnectionStore, LeadStore, StateStore, SyncLedger, TaskStore, TokenVault,
+};
 use shared::sync::SyncStores;
 use shared::sync::requests::SyncRequests;
 use std::collections::HashMap;
@@ -23,21 +25,27 @@ pub struct StoreSet {
     pub ledger: Arc<dyn SyncLedger>,
     pub leads: Arc<dyn LeadStore>,
     pub tasks: Arc<dyn TaskStore>,
+    pub audit: Arc<dyn AuditLog>,
 }
 
 impl StoreSet {
     pub fn embedded(credentials: AppCredentials) -> Self {
         let vault = Arc::new(MemoryTokenVault::new(credentials));
         let sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::default()), vault);
-        Self::from_sync(Arc::new(MemoryStateStore::default()), sync)
+        let audit = Arc::new(shared::store::memory_leads::MemoryAuditLog::default());
+        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit)
     }
 
     pub fn aws(aws: &AwsClients, config: &shared::Config) -> Self {
         let states = Arc::new(DynamoStateStore::new(aws.dynamodb.clone(), &config.tables.oauth_states));
-        Self::from_sync(states, SyncStores::aws(aws, config))
+        let audit = Arc::new(shared::store::dynamo_leads::DynamoAuditLog::new(
+            aws.dynamodb.clone(),
+            &config.tables.leads,
+        ));
+        Self::from_sync(states, SyncStores::aws(aws, config), audit)
     }
 
-    fn from_sync(states: Arc<dyn StateStore>, sync: SyncStores) -> Self {
+    fn from_sync(states: Arc<dyn StateStore>, sync: SyncStores, audit: Arc<dyn AuditLog>) -> Self {
         Self {
             states,
             vault: sync.vault,
@@ -46,6 +54,7 @@ impl StoreSet {
             ledger: sync.ledger,
             leads: sync.leads,
             tasks: sync.tasks,
+            audit,
         }
     }
 
@@ -87,6 +96,7 @@ pub fn routes(
         ledger: stores.ledger.clone(),
         vault: stores.vault.clone(),
         requests,
+        audit: stores.audit.clone(),
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             config,
             stores.credentials.clone(),
@@ -94,6 +104,7 @@ pub fn routes(
         )),
         secret_prefix: config.secrets.connection_prefix.clone(),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
+        read: config.read.clone(),
         clock: clock.clone(),
     };
     auth_url::routes(Arc::new(start))

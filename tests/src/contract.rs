@@ -280,10 +280,12 @@ pub async fn lead_store(store: &dyn LeadStore) {
         .update_operator_fields(&tenant, &batch[0].lead_id, &change)
         .await
         .expect("operator change");
-    assert_eq!(
-        (updated.status, updated.version, updated.history.len()),
-        (LeadStatus::Contacted, 2, 1)
-    );
+    assert_eq!((updated.status, updated.version), (LeadStatus::Contacted, 2));
+    let history = store
+        .history(&tenant, &batch[0].lead_id, None, 20)
+        .await
+        .expect("history");
+    assert_eq!((history.entries, history.next), (change.history.clone(), None));
     assert!(matches!(
         store.update_operator_fields(&tenant, &batch[0].lead_id, &change).await,
         Err(LeadUpdateError::VersionConflict { current: 2 })
@@ -483,6 +485,17 @@ pub async fn task_store(store: &dyn TaskStore) {
 }
 
 /// Listing: filters, totals, and page-number and cursor walks that agree.
+/// One list page through the query plan, as a caller who may see phones.
+async fn q(
+    store: &dyn LeadStore,
+    tenant: &TenantId,
+    filter: &LeadFilter,
+    start: &PageStart,
+    size: u32,
+) -> Result<shared::lead_query::LeadPage, shared::lead_query::QueryError> {
+    shared::lead_query::list(store, tenant, filter, start, size, true, Default::default()).await
+}
+
 pub async fn lead_queries(store: &dyn LeadStore) {
     let tenant = TenantId::new(crate::moto::unique("tenant"));
     let conn = ConnectionId::from_stored("c_q");
@@ -523,8 +536,7 @@ pub async fn lead_queries(store: &dyn LeadStore) {
     let all = LeadFilter::default();
     let mut by_page = Vec::new();
     for page in 1..=4 {
-        let p = store
-            .query(&tenant, &all, &PageStart::Number(page), 8)
+        let p = q(store, &tenant, &all, &PageStart::Number(page), 8)
             .await
             .expect("page");
         assert_eq!(p.total, 30);
@@ -534,7 +546,7 @@ pub async fn lead_queries(store: &dyn LeadStore) {
     let mut by_cursor = Vec::new();
     let mut start = PageStart::Number(1);
     loop {
-        let p = store.query(&tenant, &all, &start, 8).await.expect("cursor page");
+        let p = q(store, &tenant, &all, &start, 8).await.expect("cursor page");
         by_cursor.extend(p.records.into_iter().map(|l| l.lead_id));
         match p.next {
             Some(c) => start = PageStart::After(c),
@@ -544,28 +556,28 @@ pub async fn lead_queries(store: &dyn LeadStore) {
     let newest_first: Vec<_> = batch.iter().map(|l| l.lead_id.clone()).collect();
     assert_eq!(by_page, newest_first, "newest first, every lead once");
     assert_eq!(by_cursor, by_page, "page and cursor walks agree");
-    let beyond = store.query(&tenant, &all, &PageStart::Number(9), 8).await.unwrap();
+    let beyond = q(store, &tenant, &all, &PageStart::Number(9), 8).await.unwrap();
     assert!(beyond.records.is_empty() && beyond.total == 30);
 
     let feiyu = LeadFilter {
         source: Some(LeadSource::Feiyu),
         ..LeadFilter::default()
     };
-    let p = store.query(&tenant, &feiyu, &PageStart::Number(2), 4).await.unwrap();
+    let p = q(store, &tenant, &feiyu, &PageStart::Number(2), 4).await.unwrap();
     assert_eq!((p.total, p.records.len()), (10, 4));
     assert!(p.records.iter().all(|l| l.source == LeadSource::Feiyu));
     let status = LeadFilter {
         status: Some(LeadStatus::Contacted),
         ..LeadFilter::default()
     };
-    let p = store.query(&tenant, &status, &PageStart::Number(1), 10).await.unwrap();
+    let p = q(store, &tenant, &status, &PageStart::Number(1), 10).await.unwrap();
     assert_eq!((p.total, p.records[0].lead_id.clone()), (1, batch[4].lead_id.clone()));
     for keyword in ["到店", "13900000004", "客户71000000000000000"] {
         let k = LeadFilter {
             keyword: Some(keyword.into()),
             ..LeadFilter::default()
         };
-        let p = store.query(&tenant, &k, &PageStart::Number(1), 50).await.unwrap();
+        let p = q(store, &tenant, &k, &PageStart::Number(1), 50).await.unwrap();
         let expected = if keyword.starts_with("客户") { 30 } else { 1 };
         assert_eq!(p.total, expected, "{keyword}");
     }
@@ -575,14 +587,10 @@ pub async fn lead_queries(store: &dyn LeadStore) {
         end: Some(now() - Duration::minutes(30 + 5 * 60 - 30)),
         ..LeadFilter::default()
     };
-    let p = store.query(&tenant, &window, &PageStart::Number(1), 50).await.unwrap();
+    let p = q(store, &tenant, &window, &PageStart::Number(1), 50).await.unwrap();
     assert_eq!(p.total, 5, "leads 5..=9 fall in the window");
     assert_eq!(
-        store
-            .query(&other, &all, &PageStart::Number(1), 50)
-            .await
-            .unwrap()
-            .total,
+        q(store, &other, &all, &PageStart::Number(1), 50).await.unwrap().total,
         5,
         "tenants apart"
     );

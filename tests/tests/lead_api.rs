@@ -46,6 +46,7 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         ledger: h.stores.ledger.clone(),
         vault: h.stores.vault.clone(),
         requests,
+        audit: h.stores.audit.clone(),
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             &h.config,
             h.stores.credentials.clone(),
@@ -53,6 +54,7 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         )),
         secret_prefix: h.config.secrets.connection_prefix.clone(),
         task_ttl: Duration::days(30),
+        read: h.config.read.clone(),
         clock: Arc::new(SystemClock),
     };
     let router =

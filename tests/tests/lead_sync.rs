@@ -617,14 +617,41 @@ impl shared::store::LeadStore for ThrottledLeads {
     async fn list_all(&self, t: &TenantId) -> Result<Vec<StoredLead>, shared::store::StoreError> {
         self.inner.list_all(t).await
     }
-    async fn query(
+    async fn index_page(
         &self,
         t: &TenantId,
-        filter: &shared::lead_query::LeadFilter,
-        start: &shared::lead_query::PageStart,
-        size: u32,
-    ) -> Result<shared::lead_query::LeadPage, shared::store::StoreError> {
-        self.inner.query(t, filter, start, size).await
+        range: &shared::store::IndexRange,
+        limit: u32,
+        with_leads: bool,
+    ) -> Result<shared::store::IndexPage, shared::store::StoreError> {
+        self.inner.index_page(t, range, limit, with_leads).await
+    }
+    async fn count_range(
+        &self,
+        t: &TenantId,
+        p: &shared::read_model::Partition,
+        lo: &str,
+        hi: &str,
+    ) -> Result<u64, shared::store::StoreError> {
+        self.inner.count_range(t, p, lo, hi).await
+    }
+    async fn count_days(
+        &self,
+        t: &TenantId,
+        p: &shared::read_model::Partition,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<u64, shared::store::StoreError> {
+        self.inner.count_days(t, p, first, last).await
+    }
+    async fn history(
+        &self,
+        t: &TenantId,
+        id: &shared::lead::LeadId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<shared::store::HistoryPage, shared::store::StoreError> {
+        self.inner.history(t, id, before, limit).await
     }
     async fn append_history(
         &self,

@@ -1,6 +1,7 @@
 use shared::aws::AwsClients;
 use shared::clock::SystemClock;
 use shared::http::identity::with_api_gateway_identity;
+use shared::store::dynamo_leads::DynamoAuditLog;
 use shared::sync::SyncStores;
 use shared::sync::catalog::SourceCatalog;
 use shared::sync::requests::EventBridgeSyncRequests;
@@ -21,11 +22,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         ledger: stores.ledger,
         vault: stores.vault,
         requests: Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &config.sync.event_bus)),
+        audit: Arc::new(DynamoAuditLog::new(aws.dynamodb.clone(), &config.tables.leads)),
         catalog: Arc::new(catalog),
         secret_prefix: config.secrets.connection_prefix.clone(),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
+        read: config.read.clone(),
         clock,
     };
     let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);
-    lambda_http::run(router).await
+    lambda_http::run(shared::http::lambda_body::for_lambda(router)).await
 }

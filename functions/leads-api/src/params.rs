@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use shared::domain::ConnectionId;
 use shared::http::{ApiError, QueryParams};
 use shared::lead::{LeadSource, LeadStatus};
-use shared::lead_query::{Cursor, LeadFilter, PageStart};
+use shared::lead_query::LeadFilter;
 
 pub const MAX_SPAN_DAYS: i64 = 366;
 pub const MAX_KEYWORD_CHARS: usize = 64;
@@ -24,9 +24,10 @@ pub const KNOWN: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
     pub filter: LeadFilter,
-    pub start: PageStart,
+    /// A cursor as given; checked against the caller and filter by the handler.
+    pub cursor: Option<String>,
     pub size: u32,
-    /// The page number reported back (`current`); 0 when a cursor is used.
+    /// The page number (`current`); 0 when a cursor is used.
     pub current: u32,
 }
 
@@ -62,6 +63,24 @@ fn number(
             )
         }),
     }
+}
+
+/// A connection id as this API issues them (`c_` and up to 62 letters, digits or `_`): anything
+/// else cannot name a connection, and must not reach an index key.
+fn connection_id(q: &QueryParams) -> Result<Option<ConnectionId>, ApiError> {
+    q.get("connectionId")
+        .map(|raw| {
+            let plausible =
+                raw.starts_with("c_") && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            plausible.then(|| ConnectionId::from_stored(raw)).ok_or_else(|| {
+                ApiError::bad_request(
+                    "INVALID_CONNECTION_ID",
+                    "connectionId",
+                    "connectionId must be an id from GET /accounts (c_…)",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// A lead status named by the caller, in a query or a body.
@@ -128,7 +147,7 @@ impl ListQuery {
             })
             .transpose()?;
         let size = number(q, "size", 10, 1..=MAX_SIZE)?;
-        let (page_start, current) = match (q.get("cursor"), q.get("page")) {
+        let (cursor, current) = match (q.get("cursor"), q.get("page")) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::bad_request(
                     "INVALID_PAGING",
@@ -136,16 +155,15 @@ impl ListQuery {
                     "give either page or cursor, not both",
                 ));
             }
-            (Some(raw), None) => {
-                let cursor = Cursor::decode(raw).ok_or_else(|| {
-                    ApiError::bad_request("INVALID_CURSOR", "cursor", "cursor is not one this API issued")
-                })?;
-                (PageStart::After(cursor), 0)
+            (Some(raw), None) if raw.is_empty() || raw.len() > 512 => {
+                return Err(ApiError::bad_request(
+                    "INVALID_CURSOR",
+                    "cursor",
+                    "cursor is not one this API issued",
+                ));
             }
-            (None, _) => {
-                let page = number(q, "page", 1, 1..=u32::MAX)?;
-                (PageStart::Number(page), page)
-            }
+            (Some(raw), None) => (Some(raw.to_owned()), 0),
+            (None, _) => (None, number(q, "page", 1, 1..=u32::MAX)?),
         };
         Ok(Self {
             filter: LeadFilter {
@@ -154,9 +172,9 @@ impl ListQuery {
                 keyword,
                 status,
                 source,
-                connection_id: q.get("connectionId").map(ConnectionId::from_stored),
+                connection_id: connection_id(q)?,
             },
-            start: page_start,
+            cursor,
             size,
             current,
         })
@@ -174,7 +192,7 @@ mod tests {
     #[test]
     fn defaults_and_filters() {
         let q = parse("").unwrap();
-        assert_eq!((q.size, q.current, q.start), (10, 1, PageStart::Number(1)));
+        assert_eq!((q.size, q.current, q.cursor), (10, 1, None));
         let q = parse("startTime=2025-06-01T00:00:00%2B08:00&endTime=2025-06-30T00:00:00Z&status=NEW&source=feiyu&keyword=138&size=100&page=3").unwrap();
         assert_eq!(q.filter.status, Some(LeadStatus::New));
         assert_eq!(q.filter.source, Some(LeadSource::Feiyu));
@@ -195,9 +213,9 @@ mod tests {
             ("size=101", "size"),
             ("page=0", "page"),
             ("page=x", "page"),
-            ("cursor=abc", "cursor"),
             ("cursor=abc&page=2", "cursor"),
             ("sort=asc", "query"),
+            ("connectionId=x", "connectionId"),
         ] {
             let err = parse(raw).expect_err(raw);
             assert_eq!((err.status.as_u16(), err.field), (400, Some(field)), "{raw}");

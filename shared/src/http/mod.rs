@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod error;
 pub mod identity;
+pub mod lambda_body;
 pub mod query;
 
 pub use envelope::ok;

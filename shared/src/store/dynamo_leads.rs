@@ -3,30 +3,40 @@
 //!
 //! Item: `pk = TENANT#<tenant>`, `sk = LEAD#<leadId>`, `fields` (map of the normalized platform
 //! fields), `raw` (the platform record as JSON text), `contentHash`, operator fields (`status`,
-//! `notes`, `version`, `history`), and the index keys `tenant` + `createdKey` (byCreatedAt: newest
-//! first). Beside them, `sk = PHONE#<phone>` items name the lead each phone was first stored
-//! with: new leads look them up in one batch read and link to them (`duplicateOf`).
+//! `notes`, `version`), and the read model's index keys (see [`crate::read_model`]): `tenant` +
+//! `createdKey` (byCreatedAt with the items, ixAll keys only) and one `x…` attribute per
+//! filtered index (`<tenant>|<partition>`), each a keys-only index sorted by `createdKey`.
+//! Beside them: `sk = PHONE#<phone>` items name the lead each phone was first stored with (new
+//! leads link to it, `duplicateOf`); `sk = COUNT#<partition>#<day>` items count a partition's
+//! leads per Beijing day, added to in the transaction that writes the lead; `sk =
+//! LEAD#<leadId>#H#<key>` items are the lead's history.
 
 use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
-use super::{LeadStore, LeadUpdateError, OperatorChange, PendingPhone, StoreError, UPSERT_BATCH, UpsertReport};
+use super::{
+    HistoryPage, IndexEntry, IndexPage, IndexRange, LeadStore, LeadUpdateError, OperatorChange, PendingPhone,
+    StoreError, UPSERT_BATCH, UpsertReport,
+};
 use crate::domain::{ConnectionId, TenantId};
-use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
+use crate::lead::{HistoryEntry, LeadFields, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead, history_key};
 use crate::lead_merge::{PhoneRetryChange, Stored, UpsertPlan, Write};
-use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
+use crate::read_model::{IndexKind, IndexView, Partition, counter_deltas, day_key, id_of_sort_key, sort_key};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::Select;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update,
+    WriteRequest,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::StreamExt;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
 pub const CREATED_INDEX: &str = "byCreatedAt";
+/// Most items one Query returns before a 1 MB page ends it anyway.
+const QUERY_PAGE: usize = 1000;
 /// BatchGetItem takes at most 100 keys.
 const READ_BATCH: usize = 100;
 /// BatchWriteItem takes at most 25 requests (moto accepts more; AWS does not).
@@ -160,12 +170,86 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
 }
 
-fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>, now: DateTime<Utc>) -> Item {
-    let sort_time = lead.fields.created_at.unwrap_or(now);
-    let mut item = key(tenant, &lead.lead_id);
-    item.extend([
+/// The index attribute values of a lead's item.
+fn index_value(tenant: &TenantId, partition_key: &str) -> AttributeValue {
+    s(format!("{tenant}|{partition_key}"))
+}
+
+/// The index key attributes of a lead placed at `view`.
+fn index_attributes(tenant: &TenantId, view: &IndexView) -> Vec<(String, AttributeValue)> {
+    let mut attrs = vec![
         ("tenant".to_owned(), s(tenant.as_str())),
-        ("createdKey".to_owned(), s(sort_key(sort_time, &lead.lead_id))),
+        ("createdKey".to_owned(), s(&view.sort_key)),
+    ];
+    for (kind, key) in view.index_attributes() {
+        attrs.push((kind.attribute().to_owned(), index_value(tenant, &key)));
+    }
+    attrs
+}
+
+fn counter_key(tenant: &TenantId, partition_key: &str, day: NaiveDate) -> Item {
+    item_key(tenant, format!("COUNT#{partition_key}#{}", day_key(day)))
+}
+
+/// The counter additions of `deltas`, as transaction items.
+fn counter_updates(
+    table: &str,
+    tenant: &TenantId,
+    deltas: &BTreeMap<(String, NaiveDate), i64>,
+) -> Vec<TransactWriteItem> {
+    deltas
+        .iter()
+        .map(|((partition, day), delta)| {
+            let update = Update::builder()
+                .table_name(table)
+                .set_key(Some(counter_key(tenant, partition, *day)))
+                .update_expression("ADD #n :d")
+                .expression_attribute_names("#n", "n")
+                .expression_attribute_values(":d", n(*delta))
+                .build()
+                .expect("table, key and expression are set");
+            TransactWriteItem::builder().update(update).build()
+        })
+        .collect()
+}
+
+fn history_item(
+    tenant: &TenantId,
+    lead_id: &LeadId,
+    key_suffix: &str,
+    entry: &HistoryEntry,
+) -> Result<Item, StoreError> {
+    let mut item = item_key(tenant, format!("{}#H#{key_suffix}", lead_sk(lead_id)));
+    let value = serde_json::to_value(entry).map_err(|e| StoreError::new("encode history", e))?;
+    item.insert("entry".to_owned(), from_json(&value));
+    Ok(item)
+}
+
+fn history_puts(
+    table: &str,
+    tenant: &TenantId,
+    lead_id: &LeadId,
+    entries: &[HistoryEntry],
+) -> Result<Vec<TransactWriteItem>, StoreError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(seq, entry)| {
+            let item = history_item(tenant, lead_id, &history_key(entry.at, seq), entry)?;
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .build()
+                .expect("table and item are set");
+            Ok(TransactWriteItem::builder().put(put).build())
+        })
+        .collect()
+}
+
+fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>, now: DateTime<Utc>) -> Item {
+    let mut item = key(tenant, &lead.lead_id);
+    item.extend(index_attributes(tenant, &IndexView::of_new(lead, now)));
+    item.extend([
         ("leadId".to_owned(), s(lead.lead_id.as_str())),
         ("connectionId".to_owned(), s(lead.connection_id.as_str())),
         ("source".to_owned(), s(lead.source.as_str())),
@@ -178,7 +262,6 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
         ("status".to_owned(), s(LeadStatus::New.as_str())),
         ("notes".to_owned(), s("")),
         ("version".to_owned(), n(1)),
-        ("history".to_owned(), AttributeValue::L(Vec::new())),
     ]);
     if let Some(original) = duplicate_of {
         item.insert("duplicateOf".to_owned(), s(original.as_str()));
@@ -189,10 +272,6 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
 fn decode(item: &Item) -> Result<StoredLead, StoreError> {
     let status = get_s(item, "status")?;
     let fields = decode_fields(item)?;
-    let history: Vec<HistoryEntry> = match item.get("history") {
-        Some(value) => serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode lead", e))?,
-        None => Vec::new(),
-    };
     let tenant_pk = get_s(item, "pk")?;
     Ok(StoredLead {
         lead_id: LeadId::from_stored(get_s(item, "leadId")?),
@@ -212,149 +291,52 @@ fn decode(item: &Item) -> Result<StoredLead, StoreError> {
             .ok_or_else(|| StoreError::new("decode lead", format!("unknown status {status}")))?,
         notes: get_opt_s(item, "notes").unwrap_or_default(),
         version: get_n(item, "version").unwrap_or(1).max(0) as u64,
-        history,
     })
 }
 
-/// A Query on `byCreatedAt` for one tenant's leads matching a filter, newest first. Time bounds
-/// are key conditions (cheap); the rest are filter expressions, which DynamoDB applies after
-/// reading: a keyword search costs the reads of every lead in the time range.
-fn filtered_query(client: &Client, table: &str, tenant: &TenantId, filter: &LeadFilter) -> QueryFluentBuilder {
-    let mut q = client
-        .query()
-        .table_name(table)
-        .index_name(CREATED_INDEX)
-        .scan_index_forward(false)
-        .expression_attribute_values(":t", s(tenant.as_str()));
-    let lo = filter.start.map(|t| format!("{:013}#", t.timestamp_millis().max(0)));
-    let hi = filter.end.map(|t| format!("{:013}#~", t.timestamp_millis().max(0)));
-    let key = match (&lo, &hi) {
-        (Some(_), Some(_)) => "tenant = :t AND createdKey BETWEEN :lo AND :hi",
-        (Some(_), None) => "tenant = :t AND createdKey >= :lo",
-        (None, Some(_)) => "tenant = :t AND createdKey <= :hi",
-        (None, None) => "tenant = :t",
-    };
-    q = q.key_condition_expression(key);
-    if let Some(lo) = lo {
-        q = q.expression_attribute_values(":lo", s(lo));
+/// The value of the index's hash key for a partition of `tenant`.
+fn partition_value(tenant: &TenantId, partition: &Partition) -> AttributeValue {
+    match partition.index() {
+        IndexKind::All => s(tenant.as_str()),
+        _ => index_value(tenant, &partition.key()),
     }
-    if let Some(hi) = hi {
-        q = q.expression_attribute_values(":hi", s(hi));
-    }
-    let mut conditions = Vec::new();
-    if let Some(status) = filter.status {
-        conditions.push("#status = :status");
-        q = q
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(status.as_str()));
-    }
-    if let Some(source) = filter.source {
-        conditions.push("#source = :source");
-        q = q
-            .expression_attribute_names("#source", "source")
-            .expression_attribute_values(":source", s(source.as_str()));
-    }
-    if let Some(connection) = &filter.connection_id {
-        conditions.push("connectionId = :conn");
-        q = q.expression_attribute_values(":conn", s(connection.as_str()));
-    }
-    if let Some(keyword) = &filter.keyword {
-        conditions.push(
-            "(contains(#f.#name, :kw) OR contains(#f.#nick, :kw) OR contains(#f.#phone, :kw) \
-             OR contains(#f.#remark, :kw) OR contains(notes, :kw))",
-        );
-        q = q
-            .expression_attribute_names("#f", "fields")
-            .expression_attribute_names("#name", "name")
-            .expression_attribute_names("#nick", "nickname")
-            .expression_attribute_names("#phone", "phone")
-            .expression_attribute_names("#remark", "remark")
-            .expression_attribute_values(":kw", s(keyword));
-    }
-    if !conditions.is_empty() {
-        q = q.filter_expression(conditions.join(" AND "));
-    }
-    q
 }
 
-/// The index position of a lead: its table key and its index key.
-fn index_key(tenant: &TenantId, cursor: &Cursor) -> Item {
-    let mut k = key(tenant, &cursor.lead_id);
-    k.insert("tenant".to_owned(), s(tenant.as_str()));
-    k.insert("createdKey".to_owned(), s(&cursor.created_key));
-    k
-}
-
-fn is_filtered(filter: &LeadFilter) -> bool {
-    filter.keyword.is_some() || filter.status.is_some() || filter.source.is_some() || filter.connection_id.is_some()
+/// The index position of the lead at `sort_key`: its table key and its index key.
+fn index_position(tenant: &TenantId, partition: &Partition, position: &str) -> Option<Item> {
+    let id = id_of_sort_key(position)?;
+    let mut k = key(tenant, &id);
+    k.insert(
+        partition.index().attribute().to_owned(),
+        partition_value(tenant, partition),
+    );
+    k.insert("createdKey".to_owned(), s(position));
+    Some(k)
 }
 
 impl DynamoLeadStore {
-    /// Leads matching the filter, counted by DynamoDB (no item leaves it).
-    async fn count(&self, tenant: &TenantId, filter: &LeadFilter) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = filtered_query(&self.client, &self.table, tenant, filter)
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("count leads", e))?;
-            total += out.count.max(0) as u64;
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
-    }
-
-    /// The position just before match number `skip` (0-based), reading keys only.
-    async fn position_after(
-        &self,
-        tenant: &TenantId,
-        filter: &LeadFilter,
-        skip: u64,
-    ) -> Result<Option<Item>, StoreError> {
-        let mut seen = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = filtered_query(&self.client, &self.table, tenant, filter)
-                .projection_expression("pk, sk, tenant, createdKey")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("page leads", e))?;
-            for item in out.items() {
-                seen += 1;
-                if seen == skip {
-                    return Ok(Some(item.clone()));
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(None),
-            }
-        }
-    }
-
     /// `attributes` of the items under `sort_keys` that exist, by sort key; batches of 100,
     /// unprocessed keys retried with backoff.
     async fn batch_get(
         &self,
         tenant: &TenantId,
         sort_keys: Vec<String>,
-        attributes: &str,
+        attributes: Option<&str>,
+        consistent: bool,
     ) -> Result<HashMap<String, Item>, StoreError> {
         let mut found = HashMap::new();
         for chunk in sort_keys.chunks(READ_BATCH) {
             let keys: Vec<Item> = chunk.iter().map(|sk| item_key(tenant, sk.clone())).collect();
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .projection_expression(format!("sk, {attributes}"))
-                .consistent_read(true);
-            if attributes.contains("#fields") {
-                request = request.expression_attribute_names("#fields", "fields");
+                .consistent_read(consistent);
+            if let Some(attributes) = attributes {
+                request = request.projection_expression(format!("sk, {attributes}"));
+                for (alias, name) in [("#fields", "fields"), ("#status", "status"), ("#source", "source")] {
+                    if attributes.contains(alias) {
+                        request = request.expression_attribute_names(alias, name);
+                    }
+                }
             }
             let mut pending = Some(request.build().map_err(|e| StoreError::new("batch get", e))?);
             let mut attempt = 0;
@@ -444,62 +426,135 @@ impl DynamoLeadStore {
         Ok(())
     }
 
+    /// Replaces a lead's platform fields. When that moves the lead in the read model (its phone
+    /// or creation time changed), the index attributes move too, and a move to another day
+    /// moves its counters in the same transaction.
     async fn update_platform_fields(
         &self,
         tenant: &TenantId,
         lead: &LeadRecord,
+        before: &IndexView,
+        acquired_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<LeadWrite, StoreError> {
-        let mut update = self
-            .client
-            .update_item()
+        let at = lead.fields.created_at.unwrap_or(acquired_at);
+        let after = IndexView {
+            phone: lead.fields.phone.clone(),
+            sort_key: sort_key(at, &lead.lead_id),
+            day: crate::read_model::day_of(at),
+            ..before.clone()
+        };
+        let mut values: Item = Item::from([
+            (":fields".to_owned(), fields_attr(&lead.fields)),
+            (":raw".to_owned(), s(lead.raw.to_string())),
+            (":hash".to_owned(), s(&lead.content_hash)),
+            (":now".to_owned(), time(now)),
+        ]);
+        let mut names = HashMap::from([
+            ("#fields".to_owned(), "fields".to_owned()),
+            ("#raw".to_owned(), "raw".to_owned()),
+        ]);
+        let mut sets = "SET #fields = :fields, #raw = :raw, contentHash = :hash, updatedAt = :now".to_owned();
+        let mut removes = Vec::new();
+        if after.sort_key != before.sort_key {
+            sets.push_str(", createdKey = :created");
+            values.insert(":created".to_owned(), s(&after.sort_key));
+        }
+        if after.phone != before.phone {
+            let attr = IndexKind::Phone.attribute();
+            match &after.phone {
+                Some(phone) => {
+                    sets.push_str(&format!(", {attr} = :phoneIx"));
+                    values.insert(
+                        ":phoneIx".to_owned(),
+                        index_value(tenant, &Partition::Phone(phone.clone()).key()),
+                    );
+                }
+                None => removes.push(attr),
+            }
+        }
+        let mut expression = sets;
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let deltas = counter_deltas(Some(before), Some(&after));
+        if deltas.is_empty() {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(tenant, &lead.lead_id)))
+                .condition_expression("attribute_exists(pk)")
+                .update_expression(expression)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(LeadWrite::Written),
+                Err(e) if is_item_refused(&e) => Ok(LeadWrite::Refused),
+                Err(e) => Err(sdk_error("update lead", e)),
+            };
+        }
+        // The counters move with the lead only if it is still where they were read from.
+        names.insert("#status".to_owned(), "status".to_owned());
+        values.insert(":oldKey".to_owned(), s(&before.sort_key));
+        values.insert(":oldStatus".to_owned(), s(before.status.as_str()));
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(tenant, &lead.lead_id)))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":fields", fields_attr(&lead.fields))
-            .expression_attribute_values(":raw", s(lead.raw.to_string()))
-            .expression_attribute_values(":hash", s(&lead.content_hash))
-            .expression_attribute_values(":now", time(now));
-        let mut sets = "SET #fields = :fields, #raw = :raw, contentHash = :hash, updatedAt = :now".to_owned();
-        if let Some(created) = lead.fields.created_at {
-            sets.push_str(", createdKey = :created");
-            update = update.expression_attribute_values(":created", s(sort_key(created, &lead.lead_id)));
-        }
-        let expression = sets;
-        let result = update
+            .condition_expression("createdKey = :oldKey AND #status = :oldStatus")
             .update_expression(expression)
-            .expression_attribute_names("#fields", "fields")
-            .expression_attribute_names("#raw", "raw")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .expect("table, key and expression are set");
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        items.extend(counter_updates(&self.table, tenant, &deltas));
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
-            .await;
-        match result {
+            .await
+        {
             Ok(_) => Ok(LeadWrite::Written),
             Err(e) if is_item_refused(&e) => Ok(LeadWrite::Refused),
-            Err(e) => Err(sdk_error("update lead", e)),
+            Err(e) => Err(sdk_error("move lead", e)),
         }
     }
 
     /// Creates leads unless they exist: two writers of one lead create it once, and only the one
     /// that did counts it. A batch write cannot carry a condition, so the puts go in transactions
-    /// of up to 100 (DynamoDB bills a transactional write twice, the price of one request per
-    /// page of leads instead of one per lead). A transaction that a condition cancels says which items
-    /// exist; the others go again. Outcomes come back in the order of `items`.
-    async fn create_many(&self, items: Vec<(usize, Item)>) -> Result<Vec<(usize, LeadWrite)>, StoreError> {
-        let mut outcomes: Vec<(usize, Option<LeadWrite>)> = items.iter().map(|(i, _)| (*i, None)).collect();
+    /// with the day counters they add to (DynamoDB bills a transactional write twice, the price of
+    /// a few requests per page of leads instead of one per lead, and of counters that are exact).
+    /// A transaction that a condition cancels says which items exist; the others go again.
+    /// Outcomes come back in the order of `items`.
+    async fn create_many(&self, tenant: &TenantId, items: Vec<NewLead>) -> Result<Vec<(usize, LeadWrite)>, StoreError> {
+        let mut outcomes: Vec<(usize, Option<LeadWrite>)> = items.iter().map(|(i, _, _)| (*i, None)).collect();
         let mut start = 0;
         while start < items.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < items.len() && end - start < TRANSACTION_ITEMS {
+            let mut counters = std::collections::BTreeSet::new();
+            while end < items.len() {
                 let size = approximate_size(&items[end].1);
-                if end > start && bytes + size > TRANSACTION_BYTES {
+                let mut with = counters.clone();
+                with.extend(counter_deltas(None, Some(&items[end].2)).into_keys());
+                if end > start
+                    && (bytes + size > TRANSACTION_BYTES || (end + 1 - start) + with.len() > TRANSACTION_ITEMS)
+                {
                     break;
                 }
                 bytes += size;
+                counters = with;
                 end += 1;
             }
-            let chunk: Vec<Item> = items[start..end].iter().map(|(_, item)| item.clone()).collect();
-            for (offset, outcome) in self.create_chunk(chunk).await?.into_iter().enumerate() {
+            let chunk: Vec<(Item, IndexView)> = items[start..end]
+                .iter()
+                .map(|(_, item, view)| (item.clone(), view.clone()))
+                .collect();
+            for (offset, outcome) in self.create_chunk(tenant, chunk).await?.into_iter().enumerate() {
                 outcomes[start + offset].1 = Some(outcome);
             }
             start = end;
@@ -510,28 +565,39 @@ impl DynamoLeadStore {
             .collect())
     }
 
-    /// One transaction of conditional puts, retried for the items a cancellation did not blame.
-    async fn create_chunk(&self, items: Vec<Item>) -> Result<Vec<LeadWrite>, StoreError> {
+    /// One transaction of conditional puts and their counters, retried for the items a
+    /// cancellation did not blame.
+    async fn create_chunk(
+        &self,
+        tenant: &TenantId,
+        items: Vec<(Item, IndexView)>,
+    ) -> Result<Vec<LeadWrite>, StoreError> {
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
         let mut outcomes: Vec<Option<LeadWrite>> = vec![None; items.len()];
         for attempt in 0..UNPROCESSED_ATTEMPTS {
             let pending: Vec<usize> = (0..items.len()).filter(|&i| outcomes[i].is_none()).collect();
             if pending.is_empty() {
                 break;
             }
-            let writes = pending
+            let mut deltas = BTreeMap::new();
+            for &i in &pending {
+                for (k, d) in counter_deltas(None, Some(&items[i].1)) {
+                    *deltas.entry(k).or_insert(0) += d;
+                }
+            }
+            let mut writes: Vec<TransactWriteItem> = pending
                 .iter()
                 .map(|&i| {
                     let put = Put::builder()
                         .table_name(&self.table)
-                        .set_item(Some(items[i].clone()))
+                        .set_item(Some(items[i].0.clone()))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
                         .expect("table and item are set");
                     TransactWriteItem::builder().put(put).build()
                 })
                 .collect();
+            writes.extend(counter_updates(&self.table, tenant, &deltas));
             let result = self
                 .client
                 .transact_write_items()
@@ -556,16 +622,16 @@ impl DynamoLeadStore {
                     _ if is_item_refused(&e) => {
                         // Which item is not said: each goes on its own, so only that one fails.
                         for &i in &pending {
-                            outcomes[i] = Some(self.create(items[i].clone()).await?);
+                            outcomes[i] = Some(self.create(tenant, &items[i]).await?);
                         }
                         break;
                     }
                     _ => return Err(sdk_error("create leads", e)),
                 },
             };
-            if reasons.len() != pending.len() {
+            if reasons.len() < pending.len() {
                 for &i in &pending {
-                    outcomes[i] = Some(self.create(items[i].clone()).await?);
+                    outcomes[i] = Some(self.create(tenant, &items[i]).await?);
                 }
                 break;
             }
@@ -594,47 +660,93 @@ impl DynamoLeadStore {
             .collect()
     }
 
-    /// Creates one lead unless it exists.
-    async fn create(&self, item: Item) -> Result<LeadWrite, StoreError> {
+    /// Creates one lead and its counters unless it exists.
+    async fn create(&self, tenant: &TenantId, (item, view): &(Item, IndexView)) -> Result<LeadWrite, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .expect("table and item are set");
+        let mut writes = vec![TransactWriteItem::builder().put(put).build()];
+        writes.extend(counter_updates(&self.table, tenant, &counter_deltas(None, Some(view))));
         let result = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .transact_write_items()
+            .set_transact_items(Some(writes))
             .send()
             .await;
         match result {
             Ok(_) => Ok(LeadWrite::Written),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(LeadWrite::Exists)
-            }
-            Err(e) if is_item_refused(&e) => Ok(LeadWrite::Refused),
-            Err(e) => Err(sdk_error("create lead", e)),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                    match cancel.cancellation_reasons().first().and_then(|r| r.code()) {
+                        Some("ConditionalCheckFailed") => Ok(LeadWrite::Exists),
+                        Some("ValidationError") | Some("ItemCollectionSizeLimitExceeded") => Ok(LeadWrite::Refused),
+                        _ => Err(sdk_error("create lead", e)),
+                    }
+                }
+                _ if is_item_refused(&e) => Ok(LeadWrite::Refused),
+                _ => Err(sdk_error("create lead", e)),
+            },
         }
     }
 
-    /// The stored fields and hash of the leads under `records`, by sort key.
+    /// What is stored of the leads under `records`, by sort key: fields and hash (to decide the
+    /// write) and the lead's place in the read model (to move it if the write does).
     async fn stored_fields(
         &self,
         tenant: &TenantId,
         records: &[&LeadRecord],
-    ) -> Result<HashMap<String, (LeadFields, String)>, StoreError> {
+    ) -> Result<HashMap<String, StoredState>, StoreError> {
         let items = self
             .batch_get(
                 tenant,
                 records.iter().map(|l| lead_sk(&l.lead_id)).collect(),
-                "contentHash, #fields",
+                Some("contentHash, #fields, #status, #source, connectionId, acquiredAt, leadId, createdKey"),
+                true,
             )
             .await?;
         items
             .into_iter()
-            .map(|(sk, item)| Ok((sk, (decode_fields(&item)?, get_s(&item, "contentHash")?))))
+            .map(|(sk, item)| {
+                let fields = decode_fields(&item)?;
+                let status = get_s(&item, "status")?;
+                let acquired_at = get_time(&item, "acquiredAt")?;
+                let view = IndexView {
+                    status: LeadStatus::parse(&status)
+                        .ok_or_else(|| StoreError::new("decode lead", format!("unknown status {status}")))?,
+                    source: get_source(&item)?,
+                    connection_id: ConnectionId::from_stored(get_s(&item, "connectionId")?),
+                    phone: fields.phone.clone(),
+                    sort_key: get_s(&item, "createdKey")?,
+                    day: crate::read_model::day_of(fields.created_at.unwrap_or(acquired_at)),
+                };
+                let hash = get_s(&item, "contentHash")?;
+                Ok((
+                    sk,
+                    StoredState {
+                        fields,
+                        hash,
+                        view,
+                        acquired_at,
+                    },
+                ))
+            })
             .collect()
     }
+}
+
+/// A lead to create: its place in the batch, its item, and its place in the read model.
+type NewLead = (usize, Item, IndexView);
+
+/// A stored lead as the write path needs it.
+struct StoredState {
+    fields: LeadFields,
+    hash: String,
+    view: IndexView,
+    acquired_at: DateTime<Utc>,
 }
 
 impl DynamoLeadStore {
@@ -654,7 +766,12 @@ impl DynamoLeadStore {
         phones.sort();
         phones.dedup();
         let claims = self
-            .batch_get(tenant, phones.iter().map(|p| phone_sk(p)).collect(), "leadId")
+            .batch_get(
+                tenant,
+                phones.iter().map(|p| phone_sk(p)).collect(),
+                Some("leadId"),
+                true,
+            )
             .await?;
         let mut originals: HashMap<&str, LeadId> = HashMap::new();
         for phone in &phones {
@@ -675,13 +792,19 @@ impl DynamoLeadStore {
                         None
                     }
                 });
-            planned.push((index, new_item(tenant, lead, duplicate_of.as_ref(), now), duplicate_of));
+            let view = IndexView::of_new(lead, now);
+            planned.push((
+                index,
+                new_item(tenant, lead, duplicate_of.as_ref(), now),
+                view,
+                duplicate_of,
+            ));
         }
-        let (items, links): (Vec<(usize, Item)>, Vec<Option<LeadId>>) = planned
+        let (items, links): (Vec<NewLead>, Vec<Option<LeadId>>) = planned
             .into_iter()
-            .map(|(index, item, duplicate_of)| ((index, item), duplicate_of))
+            .map(|(index, item, view, duplicate_of)| ((index, item, view), duplicate_of))
             .unzip();
-        let outcomes = self.create_many(items).await?;
+        let outcomes = self.create_many(tenant, items).await?;
         let mut claimed = Vec::new();
         let mut raced = Vec::new();
         for ((index, outcome), duplicate_of) in outcomes.into_iter().zip(links) {
@@ -702,15 +825,21 @@ impl DynamoLeadStore {
         if !raced.is_empty() {
             let stored = self.stored_fields(tenant, &raced).await?;
             for lead in raced {
-                let current = stored.get(&lead_sk(&lead.lead_id)).map(|(fields, hash)| Stored {
-                    fields,
-                    content_hash: hash,
+                let state = stored.get(&lead_sk(&lead.lead_id));
+                let current = state.map(|st| Stored {
+                    fields: &st.fields,
+                    content_hash: &st.hash,
                 });
-                match UpsertPlan::decide(lead, current).write {
-                    Write::Update(record) => match self.update_platform_fields(tenant, &record, now).await? {
-                        LeadWrite::Refused => report.failed.push(lead.lead_id.clone()),
-                        _ => report.updated += 1,
-                    },
+                match (UpsertPlan::decide(lead, current).write, state) {
+                    (Write::Update(record), Some(st)) => {
+                        match self
+                            .update_platform_fields(tenant, &record, &st.view, st.acquired_at, now)
+                            .await?
+                        {
+                            LeadWrite::Refused => report.failed.push(lead.lead_id.clone()),
+                            _ => report.updated += 1,
+                        }
+                    }
                     _ => report.unchanged += 1,
                 }
             }
@@ -738,9 +867,9 @@ impl LeadStore for DynamoLeadStore {
             let current = stored.get(&lead_sk(&lead.lead_id));
             let plan = UpsertPlan::decide(
                 lead,
-                current.map(|(fields, hash)| Stored {
-                    fields,
-                    content_hash: hash,
+                current.map(|st| Stored {
+                    fields: &st.fields,
+                    content_hash: &st.hash,
                 }),
             );
             match plan.phone_retry(lead, now) {
@@ -753,13 +882,18 @@ impl LeadStore for DynamoLeadStore {
             match plan.write {
                 Write::Unchanged => report.unchanged += 1,
                 Write::Refused(_) => report.failed.push(lead.lead_id.clone()),
-                Write::Update(record) => changed.push(record),
+                Write::Update(record) => {
+                    let st = current.expect("an update is of a stored lead");
+                    changed.push((record, st.view.clone(), st.acquired_at))
+                }
                 Write::Create(record) => fresh.push(record),
             }
         }
         let updates: Vec<_> = futures_util::stream::iter(changed)
-            .map(|record| async move {
-                let outcome = self.update_platform_fields(tenant, &record, now).await;
+            .map(|(record, view, acquired_at)| async move {
+                let outcome = self
+                    .update_platform_fields(tenant, &record, &view, acquired_at, now)
+                    .await;
                 (record, outcome)
             })
             .buffer_unordered(WRITE_CONCURRENCY)
@@ -820,88 +954,195 @@ impl LeadStore for DynamoLeadStore {
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
-        let mut leads = Vec::new();
+        let range = IndexRange {
+            partition: Partition::All,
+            lo: String::new(),
+            hi: "~".into(),
+            before: None,
+        };
+        let page = self.index_page(tenant, &range, u32::MAX, true).await?;
+        Ok(page.entries.into_iter().filter_map(|e| e.lead).collect())
+    }
+
+    async fn index_page(
+        &self,
+        tenant: &TenantId,
+        range: &IndexRange,
+        limit: u32,
+        with_leads: bool,
+    ) -> Result<IndexPage, StoreError> {
+        let mut start = match &range.before {
+            Some(before) if before.as_str() <= range.lo.as_str() => return Ok(IndexPage::default()),
+            // A position outside the range would be refused by DynamoDB: the range starts there.
+            Some(before) if before.as_str() <= range.hi.as_str() => index_position(tenant, &range.partition, before),
+            _ => None,
+        };
+        if range.hi < range.lo {
+            return Ok(IndexPage::default());
+        }
+        // The unfiltered listing with its leads reads the index that holds the items (one request
+        // per page); every other read uses a keys-only index, and fetches leads by key.
+        let items_index = with_leads && range.partition == Partition::All;
+        let index = if items_index {
+            CREATED_INDEX
+        } else {
+            range.partition.index().index_name()
+        };
+        let mut entries: Vec<IndexEntry> = Vec::new();
+        let mut more = false;
+        while entries.len() < limit as usize {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#p = :p AND createdKey BETWEEN :lo AND :hi")
+                .expression_attribute_names("#p", range.partition.index().attribute())
+                .expression_attribute_values(":p", partition_value(tenant, &range.partition))
+                .expression_attribute_values(":lo", s(if range.lo.is_empty() { "0" } else { &range.lo }))
+                .expression_attribute_values(":hi", s(&range.hi))
+                .scan_index_forward(false)
+                .limit((limit as usize - entries.len()).min(QUERY_PAGE) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("read index", e))?;
+            for item in out.items() {
+                entries.push(IndexEntry {
+                    key: get_s(item, "createdKey")?,
+                    lead: if items_index { Some(decode(item)?) } else { None },
+                });
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => {
+                    more = true;
+                    start = Some(k);
+                }
+                _ => {
+                    more = false;
+                    break;
+                }
+            }
+        }
+        if with_leads && !items_index {
+            let ids: Vec<String> = entries
+                .iter()
+                .filter_map(|e| id_of_sort_key(&e.key))
+                .map(|id| lead_sk(&id))
+                .collect();
+            let found = self.get_leads(tenant, ids).await?;
+            for entry in &mut entries {
+                entry.lead = id_of_sort_key(&entry.key).and_then(|id| found.get(&lead_sk(&id)).cloned());
+            }
+        }
+        Ok(IndexPage { entries, more })
+    }
+
+    async fn count_range(
+        &self,
+        tenant: &TenantId,
+        partition: &Partition,
+        lo: &str,
+        hi: &str,
+    ) -> Result<u64, StoreError> {
+        if hi < lo {
+            return Ok(0);
+        }
+        let mut total = 0u64;
         let mut start: Option<Item> = None;
         loop {
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(CREATED_INDEX)
-                .key_condition_expression("tenant = :t")
-                .expression_attribute_values(":t", s(tenant.as_str()))
-                .scan_index_forward(false)
+                .index_name(partition.index().index_name())
+                .key_condition_expression("#p = :p AND createdKey BETWEEN :lo AND :hi")
+                .expression_attribute_names("#p", partition.index().attribute())
+                .expression_attribute_values(":p", partition_value(tenant, partition))
+                .expression_attribute_values(":lo", s(if lo.is_empty() { "0" } else { lo }))
+                .expression_attribute_values(":hi", s(hi))
+                .select(Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("list leads", e))?;
-            for item in out.items() {
-                leads.push(decode(item)?);
-            }
+                .map_err(|e| sdk_error("count leads", e))?;
+            total += out.count.max(0) as u64;
             match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(leads),
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
             }
         }
     }
 
-    async fn query(
+    async fn count_days(
         &self,
         tenant: &TenantId,
-        filter: &LeadFilter,
-        start: &PageStart,
-        size: u32,
-    ) -> Result<LeadPage, StoreError> {
-        let total = self.count(tenant, filter).await?;
-        let (mut position, skipped) = match start {
-            PageStart::After(cursor) => (Some(index_key(tenant, cursor)), None),
-            PageStart::Number(n) => {
-                let skip = u64::from(n.max(&1) - 1) * u64::from(size);
-                if skip >= total {
-                    return Ok(LeadPage {
-                        records: Vec::new(),
-                        total,
-                        next: None,
-                    });
-                }
-                let position = if skip == 0 {
-                    None
-                } else {
-                    self.position_after(tenant, filter, skip).await?
-                };
-                (position, Some(skip))
-            }
-        };
-        // Unfiltered, a page is exactly `size` items; filtered, read more per request.
-        let limit = if is_filtered(filter) { 500 } else { size as i32 };
-        let mut records = Vec::new();
-        let mut exhausted = false;
-        while records.len() < size as usize && !exhausted {
-            let out = filtered_query(&self.client, &self.table, tenant, filter)
-                .limit(limit)
-                .set_exclusive_start_key(position.take())
+        partition: &Partition,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<u64, StoreError> {
+        let prefix = format!("COUNT#{}#", partition.key());
+        let mut total = 0i64;
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":lo", s(format!("{prefix}{}", day_key(first))))
+                .expression_attribute_values(":hi", s(format!("{prefix}{}", day_key(last))))
+                .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| sdk_error("page leads", e))?;
-            for item in out.items() {
-                if records.len() < size as usize {
-                    records.push(decode(item)?);
-                }
-            }
+                .map_err(|e| sdk_error("read counters", e))?;
+            total += out.items().iter().map(|i| get_n(i, "n").unwrap_or(0)).sum::<i64>();
             match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => position = Some(k),
-                _ => exhausted = true,
-            }
-            if let Some(last) = records.last() {
-                position = Some(index_key(tenant, &Cursor::of(last)));
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total.max(0) as u64),
             }
         }
-        let more = match skipped {
-            Some(skip) => skip + (records.len() as u64) < total,
-            None => !exhausted || records.len() == size as usize,
-        };
-        let next = if more { records.last().map(Cursor::of) } else { None };
-        Ok(LeadPage { records, total, next })
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        let prefix = format!("{}#H#", lead_sk(lead_id));
+        let start = before.map(|b| item_key(tenant, format!("{prefix}{b}")));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s(&prefix))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_error("read history", e))?;
+        let entries = out
+            .items()
+            .iter()
+            .map(|item| {
+                let value = item
+                    .get("entry")
+                    .ok_or_else(|| StoreError::new("decode history", "attribute entry is missing"))?;
+                serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode history", e))
+            })
+            .collect::<Result<Vec<HistoryEntry>, StoreError>>()?;
+        let next = out
+            .last_evaluated_key
+            .filter(|k| !k.is_empty() && entries.len() == limit as usize)
+            .and_then(|k| get_opt_s(&k, "sk"))
+            .and_then(|sk| sk.strip_prefix(&prefix).map(str::to_owned));
+        Ok(HistoryPage { entries, next })
     }
 
     async fn append_history(
@@ -910,20 +1151,24 @@ impl LeadStore for DynamoLeadStore {
         lead_id: &LeadId,
         entries: &[HistoryEntry],
     ) -> Result<(), LeadUpdateError> {
-        let history = serde_json::to_value(entries).map_err(|e| StoreError::new("encode history", e))?;
-        let result = self
-            .client
-            .update_item()
+        // The lead must exist: history is never written for a lead that is not there.
+        let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(key(tenant, lead_id)))
-            .update_expression("SET history = list_append(history, :entries)")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":entries", from_json(&history))
+            .build()
+            .expect("table, key and condition are set");
+        let mut items = vec![TransactWriteItem::builder().condition_check(check).build()];
+        items.extend(history_puts(&self.table, tenant, lead_id, entries)?);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
-            .await;
-        match result {
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) if super::attr::is_condition_failed(&e) => Err(LeadUpdateError::NotFound),
+            Err(e) if transaction_condition_failed(&e) => Err(LeadUpdateError::NotFound),
             Err(e) => Err(sdk_error("append history", e).into()),
         }
     }
@@ -934,48 +1179,179 @@ impl LeadStore for DynamoLeadStore {
         lead_id: &LeadId,
         change: &OperatorChange,
     ) -> Result<StoredLead, LeadUpdateError> {
-        let history = serde_json::to_value(&change.history).map_err(|e| StoreError::new("encode history", e))?;
-        let mut sets = vec![
-            "#version = #version + :one",
-            "updatedAt = :now",
-            "history = list_append(history, :entries)",
-        ];
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant, lead_id)))
-            // RAW, STATUS and friends are reserved words in expressions; names go through aliases.
-            .condition_expression("attribute_exists(pk) AND #version = :expected")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", time(change.at))
-            .expression_attribute_values(":entries", from_json(&history))
-            .expression_attribute_values(":expected", n(change.expected_version as i64))
-            .return_values(ReturnValue::AllNew);
+        let current = self.get(tenant, lead_id).await?.ok_or(LeadUpdateError::NotFound)?;
+        if current.version != change.expected_version {
+            return Err(LeadUpdateError::VersionConflict {
+                current: current.version,
+            });
+        }
+        let before = IndexView::of(&current);
+        let mut updated = current.clone();
         if let Some(status) = change.status {
+            updated.status = status;
+        }
+        if let Some(notes) = &change.notes {
+            updated.notes = notes.clone();
+        }
+        updated.version += 1;
+        updated.updated_at = change.at;
+        let after = IndexView::of(&updated);
+        let mut sets = vec!["#version = #version + :one", "updatedAt = :now"];
+        let mut names = HashMap::from([("#version".to_owned(), "version".to_owned())]);
+        let mut values = Item::from([
+            (":one".to_owned(), n(1)),
+            (":now".to_owned(), time(change.at)),
+            (":expected".to_owned(), n(change.expected_version as i64)),
+        ]);
+        let mut index_sets = Vec::new();
+        if after.status != before.status {
+            // RAW, STATUS and friends are reserved words in expressions; names go through aliases.
             sets.push("#status = :status");
-            update = update
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(status.as_str()));
+            names.insert("#status".to_owned(), "status".to_owned());
+            values.insert(":status".to_owned(), s(after.status.as_str()));
+            let old: BTreeMap<IndexKind, String> = before.index_attributes().into_iter().collect();
+            for (kind, value) in after.index_attributes() {
+                if old.get(&kind) != Some(&value) {
+                    let alias = format!(":ix{}", kind.attribute());
+                    index_sets.push(format!("{} = {alias}", kind.attribute()));
+                    values.insert(alias, index_value(tenant, &value));
+                }
+            }
         }
         if let Some(notes) = &change.notes {
             sets.push("notes = :notes");
-            update = update.expression_attribute_values(":notes", s(notes));
+            values.insert(":notes".to_owned(), s(notes));
         }
-        match update
-            .update_expression(format!("SET {}", sets.join(", ")))
+        let mut expression = format!("SET {}", sets.join(", "));
+        for set in &index_sets {
+            expression.push_str(", ");
+            expression.push_str(set);
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, lead_id)))
+            .condition_expression("attribute_exists(pk) AND #version = :expected")
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .expect("table, key and expression are set");
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        items.extend(counter_updates(
+            &self.table,
+            tenant,
+            &counter_deltas(Some(&before), Some(&after)),
+        ));
+        items.extend(history_puts(&self.table, tenant, lead_id, &change.history)?);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await
         {
-            Ok(out) => Ok(decode(&out.attributes.unwrap_or_default())?),
-            Err(e) if super::attr::is_condition_failed(&e) => match self.get(tenant, lead_id).await? {
+            Ok(_) => Ok(updated),
+            Err(e) if transaction_condition_failed(&e) => match self.get(tenant, lead_id).await? {
                 None => Err(LeadUpdateError::NotFound),
-                Some(current) => Err(LeadUpdateError::VersionConflict {
-                    current: current.version,
-                }),
+                Some(now) => Err(LeadUpdateError::VersionConflict { current: now.version }),
             },
             Err(e) => Err(sdk_error("update lead", e).into()),
         }
+    }
+}
+
+/// Whether a transaction was cancelled by a failed condition (not by a conflict or throttling).
+fn transaction_condition_failed<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancel)) => cancel
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
+
+impl DynamoLeadStore {
+    /// Whole leads by sort key, read eventually consistent (a list may be a moment behind),
+    /// batches of 100 at once.
+    async fn get_leads(
+        &self,
+        tenant: &TenantId,
+        sort_keys: Vec<String>,
+    ) -> Result<HashMap<String, StoredLead>, StoreError> {
+        let chunks: Vec<Vec<String>> = sort_keys.chunks(READ_BATCH).map(<[String]>::to_vec).collect();
+        let found = futures_util::future::try_join_all(
+            chunks
+                .into_iter()
+                .map(|chunk| self.batch_get(tenant, chunk, None, false)),
+        )
+        .await?;
+        found
+            .into_iter()
+            .flatten()
+            .map(|(sk, item)| Ok((sk, decode(&item)?)))
+            .collect()
+    }
+}
+
+/// Audit records in the leads table: `pk = TENANT#<tenant>`, `sk = AUDIT#<millis>#<nonce>`.
+pub struct DynamoAuditLog {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAuditLog {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl super::AuditLog for DynamoAuditLog {
+    async fn record(&self, record: &super::AuditRecord) -> Result<(), StoreError> {
+        let mut item = item_key(&record.tenant, format!("AUDIT#{}", history_key(record.at, 0)));
+        let value = serde_json::to_value(record).map_err(|e| StoreError::new("encode audit record", e))?;
+        item.insert("record".to_owned(), from_json(&value));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_error("record audit", e))?;
+        Ok(())
+    }
+
+    async fn list(&self, tenant: &TenantId, limit: u32) -> Result<Vec<super::AuditRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s("AUDIT#"))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .send()
+            .await
+            .map_err(|e| sdk_error("list audit records", e))?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let value = item
+                    .get("record")
+                    .ok_or_else(|| StoreError::new("decode audit record", "attribute record is missing"))?;
+                serde_json::from_value(to_json(value)).map_err(|e| StoreError::new("decode audit record", e))
+            })
+            .collect()
     }
 }

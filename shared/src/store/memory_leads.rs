@@ -3,16 +3,18 @@
 
 use super::memory::lock;
 use super::{
-    LeadStore, LeadUpdateError, OperatorChange, PendingPhone, StoreError, TaskStore, UPSERT_BATCH, UpsertReport,
+    AuditLog, AuditRecord, HistoryPage, IndexEntry, IndexPage, IndexRange, LeadStore, LeadUpdateError, OperatorChange,
+    PendingPhone, StoreError, TaskStore, UPSERT_BATCH, UpsertReport,
 };
 use crate::domain::{ConnectionId, TenantId};
-use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead};
+use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadStatus, StoredLead, history_key};
 use crate::lead_merge::{PhoneRetryChange, Stored, UpsertPlan, Write};
-use crate::lead_query::{Cursor, LeadFilter, LeadPage, PageStart, sort_key};
+use crate::read_model::{IndexView, Partition, counter_deltas, id_of_sort_key};
 use crate::task::SyncTask;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,8 +23,12 @@ pub struct MemoryLeadStore {
     leads: Mutex<HashMap<(TenantId, LeadId), StoredLead>>,
     /// The lead each phone was first stored with, per tenant.
     phones: Mutex<HashMap<(TenantId, String), LeadId>>,
-    /// Each tenant's leads in sort-key order, as the byCreatedAt index keeps them.
-    order: Mutex<BTreeMap<(TenantId, String), LeadId>>,
+    /// The read model: (tenant, partition key, sort key), as the DynamoDB indexes keep it.
+    index: Mutex<BTreeSet<(TenantId, String, String)>>,
+    /// Day counters: (tenant, partition key, day) → leads.
+    counters: Mutex<HashMap<(TenantId, String, NaiveDate), i64>>,
+    /// History entries: (tenant, lead, key).
+    history: Mutex<BTreeMap<(TenantId, LeadId, String), HistoryEntry>>,
     /// Leads waiting for a phone retry, per (tenant, connection).
     pending: Mutex<BTreeMap<(TenantId, ConnectionId, LeadId), PendingPhone>>,
     writes: AtomicU64,
@@ -32,6 +38,41 @@ impl MemoryLeadStore {
     /// Items written so far (creates and updates).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// Moves a lead in the read model from where `before` put it to where `after` puts it.
+fn reindex(
+    index: &mut BTreeSet<(TenantId, String, String)>,
+    counters: &mut HashMap<(TenantId, String, NaiveDate), i64>,
+    tenant: &TenantId,
+    before: Option<&IndexView>,
+    after: Option<&IndexView>,
+) {
+    if let Some(view) = before {
+        for p in view.partitions() {
+            index.remove(&(tenant.clone(), p.key(), view.sort_key.clone()));
+        }
+    }
+    if let Some(view) = after {
+        for p in view.partitions() {
+            index.insert((tenant.clone(), p.key(), view.sort_key.clone()));
+        }
+    }
+    for ((partition, day), delta) in counter_deltas(before, after) {
+        *counters.entry((tenant.clone(), partition, day)).or_insert(0) += delta;
+    }
+}
+
+fn put_history(
+    history: &mut BTreeMap<(TenantId, LeadId, String), HistoryEntry>,
+    tenant: &TenantId,
+    lead_id: &LeadId,
+    entries: &[HistoryEntry],
+) {
+    for (seq, entry) in entries.iter().enumerate() {
+        let key = history_key(entry.at, seq);
+        history.insert((tenant.clone(), lead_id.clone(), key), entry.clone());
     }
 }
 
@@ -46,7 +87,8 @@ impl LeadStore for MemoryLeadStore {
         assert!(leads.len() <= UPSERT_BATCH, "upsert takes at most {UPSERT_BATCH} leads");
         let mut all = lock(&self.leads);
         let mut phones = lock(&self.phones);
-        let mut order = lock(&self.order);
+        let mut index = lock(&self.index);
+        let mut counters = lock(&self.counters);
         let mut pending = lock(&self.pending);
         let mut report = UpsertReport::default();
         for lead in leads {
@@ -75,12 +117,18 @@ impl LeadStore for MemoryLeadStore {
                 Write::Refused(_) => report.failed.push(lead.lead_id.clone()),
                 Write::Update(record) => {
                     let stored = all.get_mut(&key).expect("an update is of a stored lead");
-                    order.remove(&(tenant.clone(), Cursor::of(stored).created_key));
+                    let before = IndexView::of(stored);
                     stored.fields = record.fields;
                     stored.raw = record.raw;
                     stored.content_hash = record.content_hash;
                     stored.updated_at = now;
-                    order.insert((tenant.clone(), Cursor::of(stored).created_key), stored.lead_id.clone());
+                    reindex(
+                        &mut index,
+                        &mut counters,
+                        tenant,
+                        Some(&before),
+                        Some(&IndexView::of(stored)),
+                    );
                     report.updated += 1;
                 }
                 Write::Create(record) => {
@@ -91,28 +139,24 @@ impl LeadStore for MemoryLeadStore {
                         (*first != record.lead_id).then(|| first.clone())
                     });
                     report.duplicates += u64::from(duplicate_of.is_some());
-                    let at = record.fields.created_at.unwrap_or(now);
-                    order.insert((tenant.clone(), sort_key(at, &record.lead_id)), record.lead_id.clone());
-                    all.insert(
-                        key,
-                        StoredLead {
-                            lead_id: record.lead_id,
-                            tenant: tenant.clone(),
-                            connection_id: record.connection_id,
-                            source: record.source,
-                            source_lead_id: record.source_lead_id,
-                            fields: record.fields,
-                            raw: record.raw,
-                            content_hash: record.content_hash,
-                            acquired_at: now,
-                            updated_at: now,
-                            duplicate_of,
-                            status: LeadStatus::New,
-                            notes: String::new(),
-                            version: 1,
-                            history: Vec::new(),
-                        },
-                    );
+                    let created = StoredLead {
+                        lead_id: record.lead_id,
+                        tenant: tenant.clone(),
+                        connection_id: record.connection_id,
+                        source: record.source,
+                        source_lead_id: record.source_lead_id,
+                        fields: record.fields,
+                        raw: record.raw,
+                        content_hash: record.content_hash,
+                        acquired_at: now,
+                        updated_at: now,
+                        duplicate_of,
+                        status: LeadStatus::New,
+                        notes: String::new(),
+                        version: 1,
+                    };
+                    reindex(&mut index, &mut counters, tenant, None, Some(&IndexView::of(&created)));
+                    all.insert(key, created);
                     report.created += 1;
                 }
             }
@@ -158,34 +202,105 @@ impl LeadStore for MemoryLeadStore {
     }
 
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
-        let (all, order) = (lock(&self.leads), lock(&self.order));
-        Ok(newest_first(&order, tenant, None)
-            .filter_map(|id| all.get(&(tenant.clone(), id.clone())).cloned())
-            .collect())
+        let range = IndexRange {
+            partition: Partition::All,
+            lo: String::new(),
+            hi: "~".into(),
+            before: None,
+        };
+        let page = self.index_page(tenant, &range, u32::MAX, true).await?;
+        Ok(page.entries.into_iter().filter_map(|e| e.lead).collect())
     }
 
-    async fn query(
+    async fn index_page(
         &self,
         tenant: &TenantId,
-        filter: &LeadFilter,
-        start: &PageStart,
-        size: u32,
-    ) -> Result<LeadPage, StoreError> {
-        let (all, order) = (lock(&self.leads), lock(&self.order));
-        let matching = |before: Option<&str>| {
-            newest_first(&order, tenant, before)
-                .filter_map(|id| all.get(&(tenant.clone(), id.clone())))
-                .filter(|l| filter.matches(l))
+        range: &IndexRange,
+        limit: u32,
+        with_leads: bool,
+    ) -> Result<IndexPage, StoreError> {
+        let (index, all) = (lock(&self.index), lock(&self.leads));
+        let partition = range.partition.key();
+        let hi = match &range.before {
+            Some(before) if before.as_str() <= range.lo.as_str() => return Ok(IndexPage::default()),
+            Some(before) if before.as_str() <= range.hi.as_str() => Bound::Excluded(before.clone()),
+            _ if range.hi < range.lo => return Ok(IndexPage::default()),
+            _ => Bound::Included(range.hi.clone()),
         };
-        let total = matching(None).count() as u64;
-        let (skip, before) = match start {
-            PageStart::Number(n) => ((n.max(&1) - 1) as usize * size as usize, None),
-            PageStart::After(cursor) => (0, Some(cursor.created_key.as_str())),
-        };
-        let mut rest = matching(before).skip(skip);
-        let records: Vec<StoredLead> = rest.by_ref().take(size as usize).cloned().collect();
-        let next = rest.next().and(records.last()).map(Cursor::of);
-        Ok(LeadPage { records, total, next })
+        let bounds = (
+            Bound::Included((tenant.clone(), partition.clone(), range.lo.clone())),
+            hi.map(|k| (tenant.clone(), partition.clone(), k)),
+        );
+        let mut keys = index.range(bounds).rev().map(|(_, _, k)| k.clone());
+        let entries: Vec<IndexEntry> = keys
+            .by_ref()
+            .take(limit as usize)
+            .map(|key| IndexEntry {
+                lead: with_leads
+                    .then(|| id_of_sort_key(&key))
+                    .flatten()
+                    .and_then(|id| all.get(&(tenant.clone(), id)).cloned()),
+                key,
+            })
+            .collect();
+        Ok(IndexPage {
+            more: keys.next().is_some(),
+            entries,
+        })
+    }
+
+    async fn count_range(
+        &self,
+        tenant: &TenantId,
+        partition: &Partition,
+        lo: &str,
+        hi: &str,
+    ) -> Result<u64, StoreError> {
+        if hi < lo {
+            return Ok(0);
+        }
+        let p = partition.key();
+        let bounds = (tenant.clone(), p.clone(), lo.to_owned())..=(tenant.clone(), p, hi.to_owned());
+        Ok(lock(&self.index).range(bounds).count() as u64)
+    }
+
+    async fn count_days(
+        &self,
+        tenant: &TenantId,
+        partition: &Partition,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<u64, StoreError> {
+        let p = partition.key();
+        let sum: i64 = lock(&self.counters)
+            .iter()
+            .filter(|((t, k, day), _)| t == tenant && *k == p && *day >= first && *day <= last)
+            .map(|(_, n)| *n)
+            .sum();
+        Ok(sum.max(0) as u64)
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        let history = lock(&self.history);
+        let low = (tenant.clone(), lead_id.clone(), String::new());
+        let high = (tenant.clone(), lead_id.clone(), before.unwrap_or("~").to_owned());
+        let mut newest = history.range(low..high).rev();
+        let page: Vec<(String, HistoryEntry)> = newest
+            .by_ref()
+            .take(limit as usize)
+            .map(|((_, _, k), e)| (k.clone(), e.clone()))
+            .collect();
+        let next = newest.next().and(page.last()).map(|(k, _)| k.clone());
+        Ok(HistoryPage {
+            entries: page.into_iter().map(|(_, e)| e).collect(),
+            next,
+        })
     }
 
     async fn append_history(
@@ -194,11 +309,10 @@ impl LeadStore for MemoryLeadStore {
         lead_id: &LeadId,
         entries: &[HistoryEntry],
     ) -> Result<(), LeadUpdateError> {
-        let mut all = lock(&self.leads);
-        let lead = all
-            .get_mut(&(tenant.clone(), lead_id.clone()))
-            .ok_or(LeadUpdateError::NotFound)?;
-        lead.history.extend(entries.iter().cloned());
+        if !lock(&self.leads).contains_key(&(tenant.clone(), lead_id.clone())) {
+            return Err(LeadUpdateError::NotFound);
+        }
+        put_history(&mut lock(&self.history), tenant, lead_id, entries);
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -216,29 +330,27 @@ impl LeadStore for MemoryLeadStore {
         if lead.version != change.expected_version {
             return Err(LeadUpdateError::VersionConflict { current: lead.version });
         }
+        let before = IndexView::of(lead);
         if let Some(status) = change.status {
             lead.status = status;
         }
         if let Some(notes) = &change.notes {
             lead.notes = notes.clone();
         }
-        lead.history.extend(change.history.iter().cloned());
         lead.version += 1;
         lead.updated_at = change.at;
+        let after = IndexView::of(lead);
+        reindex(
+            &mut lock(&self.index),
+            &mut lock(&self.counters),
+            tenant,
+            Some(&before),
+            Some(&after),
+        );
+        put_history(&mut lock(&self.history), tenant, lead_id, &change.history);
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(lead.clone())
     }
-}
-
-/// The tenant's lead ids newest first, optionally only those sorting before `before`.
-fn newest_first<'a>(
-    order: &'a BTreeMap<(TenantId, String), LeadId>,
-    tenant: &TenantId,
-    before: Option<&str>,
-) -> impl Iterator<Item = &'a LeadId> + use<'a> {
-    let low = (tenant.clone(), String::new());
-    let high = (tenant.clone(), before.unwrap_or("~").to_owned());
-    order.range(low..high).rev().map(|(_, id)| id)
 }
 
 #[derive(Default)]
@@ -255,5 +367,28 @@ impl TaskStore for MemoryTaskStore {
 
     async fn get(&self, tenant: &TenantId, task_id: &str) -> Result<Option<SyncTask>, StoreError> {
         Ok(lock(&self.tasks).get(&(tenant.clone(), task_id.to_owned())).cloned())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryAuditLog {
+    records: Mutex<Vec<AuditRecord>>,
+}
+
+#[async_trait]
+impl AuditLog for MemoryAuditLog {
+    async fn record(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        lock(&self.records).push(record.clone());
+        Ok(())
+    }
+
+    async fn list(&self, tenant: &TenantId, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(lock(&self.records)
+            .iter()
+            .rev()
+            .filter(|r| &r.tenant == tenant)
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }

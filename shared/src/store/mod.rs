@@ -13,10 +13,10 @@ pub mod token_codec;
 
 use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
-use crate::lead_query::{LeadFilter, LeadPage, PageStart};
+use crate::read_model::Partition;
 use crate::task::SyncTask;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -158,6 +158,40 @@ pub enum LeadUpdateError {
     Store(#[from] StoreError),
 }
 
+/// A key range of one index partition, newest first. `lo` and `hi` bound the sort keys
+/// (inclusive; "" and "~" are open ends); `before` continues below an earlier page's last key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRange {
+    pub partition: Partition,
+    pub lo: String,
+    pub hi: String,
+    pub before: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexEntry {
+    pub key: String,
+    /// `None` when not asked for, or when the index still lists a lead the table no longer has.
+    pub lead: Option<StoredLead>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IndexPage {
+    pub entries: Vec<IndexEntry>,
+    /// Whether the partition holds more within the range.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    /// Where the next (older) page starts.
+    pub next: Option<String>,
+}
+
+/// Most history entries one page shows.
+pub const HISTORY_PAGE: u32 = 20;
+
 /// An operator's change to a lead: new status and/or notes, recorded in the history.
 #[derive(Debug, Clone)]
 pub struct OperatorChange {
@@ -198,17 +232,47 @@ pub trait LeadStore: Send + Sync {
     /// Forgets the retries of these leads (the phone is known, or the failure is permanent).
     async fn drop_pending_phones(&self, tenant: &TenantId, entries: &[PendingPhone]) -> Result<(), StoreError>;
 
-    /// Every lead of the tenant, newest first (by platform creation time).
+    /// Every lead of the tenant, newest first (by platform creation time). For tests and tools:
+    /// it reads the whole tenant.
     async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError>;
 
-    /// One page of the tenant's leads matching `filter`, newest first, with the total.
-    async fn query(
+    /// Up to `limit` positions of an index partition, newest first, within the range (and
+    /// below `before`), with their leads when `with_leads`. The read model's one read port:
+    /// the plan in [`crate::lead_query`] decides what to ask.
+    async fn index_page(
         &self,
         tenant: &TenantId,
-        filter: &LeadFilter,
-        start: &PageStart,
-        size: u32,
-    ) -> Result<LeadPage, StoreError>;
+        range: &IndexRange,
+        limit: u32,
+        with_leads: bool,
+    ) -> Result<IndexPage, StoreError>;
+
+    /// Exactly how many positions of the partition sort within `lo..=hi` (keys only read).
+    async fn count_range(
+        &self,
+        tenant: &TenantId,
+        partition: &Partition,
+        lo: &str,
+        hi: &str,
+    ) -> Result<u64, StoreError>;
+
+    /// The sum of the partition's day counters from `first` to `last` (Beijing days).
+    async fn count_days(
+        &self,
+        tenant: &TenantId,
+        partition: &Partition,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<u64, StoreError>;
+
+    /// The lead's history, newest first, from below `before` (a key from an earlier page).
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError>;
 
     /// Records events that change nothing else (a phone reveal); the version stays.
     async fn append_history(
@@ -225,6 +289,28 @@ pub trait LeadStore: Send + Sync {
         lead_id: &LeadId,
         change: &OperatorChange,
     ) -> Result<StoredLead, LeadUpdateError>;
+}
+
+/// Something a caller did that must stay on the record: an export that revealed phones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    pub tenant: TenantId,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// EXPORT_WITH_PHONES, …
+    pub action: String,
+    /// What was asked for (the filter, as query text).
+    pub target: String,
+    /// How many leads it concerned.
+    pub rows: u64,
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn record(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// The tenant's records, newest first (for operators and tests).
+    async fn list(&self, tenant: &TenantId, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// Who holds a connection's sync lease, and until when.

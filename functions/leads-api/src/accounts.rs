@@ -1,0 +1,73 @@
+//! The tenant's connections: listing them with their sync health, and disconnecting one.
+
+use crate::tasks::connection_not_found;
+use crate::{Api, SCOPE_CONNECT, SCOPE_VIEW, internal, plausible_id};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::json;
+use shared::domain::{ConnectionId, ConnectionStatus};
+use shared::http::{ApiError, Identity, ok};
+
+pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result<Response, ApiError> {
+    identity.require(SCOPE_VIEW)?;
+    let connections = api
+        .connections
+        .list(&identity.tenant)
+        .await
+        .map_err(|e| internal("list connections", &e))?;
+    let mut rows = Vec::with_capacity(connections.len());
+    for c in connections {
+        let info = api
+            .ledger
+            .sync_info(&c.tenant, &c.id)
+            .await
+            .map_err(|e| internal("read sync info", &e))?;
+        rows.push(json!({
+            "connectionId": c.id, "provider": c.provider, "externalAccountId": c.external_account_id,
+            "advertiserIds": c.advertiser_ids, "status": c.status, "scopes": c.scopes,
+            "accessExpiresAt": c.access_expires_at, "refreshExpiresAt": c.refresh_expires_at,
+            "lastSyncAt": info.last_sync_at, "lastSuccessAt": info.last_success_at, "lastError": info.last_error,
+            "lastTaskId": info.last_task_id, "leadCount": info.lead_count, "syncing": info.lease.is_some_and(|l| l.until > api.clock.now()),
+            "createdAt": c.created_at,
+        }));
+    }
+    Ok(ok(rows))
+}
+
+/// `DELETE /accounts/{connectionId}`: no more syncs, the token secret scheduled for deletion,
+/// the leads kept. Disconnecting twice is fine.
+pub(crate) async fn disconnect(
+    State(api): Api,
+    identity: Identity,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    identity.require(SCOPE_CONNECT)?;
+    if !plausible_id(&id, "c_") {
+        return Err(connection_not_found());
+    }
+    let id = ConnectionId::from_stored(id);
+    let connection = api
+        .connections
+        .get(&identity.tenant, &id)
+        .await
+        .map_err(|e| internal("get connection", &e))?
+        .ok_or_else(connection_not_found)?;
+    let disabled = api
+        .ledger
+        .disable(&identity.tenant, &id, api.clock.now())
+        .await
+        .map_err(|e| internal("disable connection", &e))?;
+    if !disabled {
+        return Err(connection_not_found());
+    }
+    // 来客 connections read with the app token and have no secret of their own.
+    if !connection.secret_id.is_empty() {
+        api.vault
+            .schedule_deletion(&connection.secret_id)
+            .await
+            .map_err(|e| internal("delete connection secret", &e))?;
+    }
+    Ok(ok(
+        json!({"connectionId": id, "status": ConnectionStatus::Disabled, "leadsKept": true}),
+    ))
+}
