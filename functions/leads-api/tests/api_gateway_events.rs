@@ -473,6 +473,42 @@ async fn a_sync_request_records_a_task_and_asks_for_it_once() {
     }
 }
 
+/// The export through what deploys: the router behind the Lambda body layer, called by
+/// lambda_http's own adapter, and the body read off the Lambda response it produces.
+#[tokio::test]
+async fn the_exported_bom_survives_the_lambda_adapter() {
+    use lambda_http::tower::Service;
+    let app = app(3).await;
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    let full = format!("{}/leads/export", leads_api::BASE);
+    event["rawPath"] = json!(full);
+    event["requestContext"]["http"]["path"] = json!(full);
+    event["rawQueryString"] = json!("");
+    event["queryStringParameters"] = json!({});
+    scopes(&mut event, &["lead:douyin:leads:export"]);
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
+    let mut adapter = lambda_http::Adapter::from(shared::http::lambda_body::for_lambda(app.router.clone()));
+    let response = adapter
+        .call(lambda_http::LambdaEvent::new(request, lambda_http::Context::default()))
+        .await
+        .unwrap();
+    let wire = serde_json::to_value(&response).unwrap();
+    assert_eq!(wire["statusCode"], json!(200));
+    let body = match wire["isBase64Encoded"].as_bool() {
+        Some(true) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(wire["body"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        }
+        _ => wire["body"].as_str().unwrap().to_owned(),
+    };
+    assert!(body.starts_with('\u{feff}'), "the BOM reaches the caller");
+    assert!(!body[3..].starts_with('\u{feff}'), "exactly one BOM");
+    assert!(body.contains("leadId,source"), "{body}");
+}
+
 #[tokio::test]
 async fn export_is_csv_with_a_bom_masked_phones_and_text_ids() {
     let app = app(3).await;
