@@ -252,7 +252,8 @@ pub fn history_key(at: DateTime<Utc>, seq: usize) -> String {
     let mut nonce = [0u8; 4];
     getrandom::fill(&mut nonce).expect("OS randomness is available");
     let order = 999 - seq.min(999);
-    format!("{:013}#{order:03}#{}", at.timestamp_millis().max(0), hex(&nonce))
+    // Dots, not `#`: the key is also the history page's cursor, in a URL.
+    format!("{:013}.{order:03}.{}", at.timestamp_millis().max(0), hex(&nonce))
 }
 
 /// A lead as stored: platform fields from the last pull that changed it, plus operator fields

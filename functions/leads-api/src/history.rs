@@ -8,9 +8,9 @@ use serde_json::json;
 use shared::http::{ApiError, Identity, QueryParams, ok};
 use shared::store::HISTORY_PAGE;
 
-/// A history cursor is the key of the last entry shown: `<13 digits>#<3 digits>#<8 hex>`.
+/// A history cursor is the key of the last entry shown: `<13 digits>.<3 digits>.<8 hex>`.
 fn plausible_key(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('#').collect();
+    let parts: Vec<&str> = key.split('.').collect();
     matches!(parts.as_slice(), [ms, seq, nonce]
         if ms.len() == 13 && ms.bytes().all(|b| b.is_ascii_digit())
             && seq.len() == 3 && seq.bytes().all(|b| b.is_ascii_digit())
