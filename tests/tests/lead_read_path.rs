@@ -69,7 +69,7 @@ fn lead(tenant: &TenantId, i: usize) -> LeadRecord {
         tenant,
         &ConnectionId::from_stored("c_readpath"),
         PlatformLead {
-            source: if i % 2 == 0 {
+            source: if i.is_multiple_of(2) {
                 LeadSource::Laike
             } else {
                 LeadSource::OceanEngineClue
