@@ -26,6 +26,15 @@ pub struct ReadConfig {
     pub limits: crate::lead_query::ReadLimits,
     /// The most rows `GET /leads/export` answers itself; beyond, an export job.
     pub sync_export_rows: u64,
+    /// The bucket export jobs write to (`EXPORT_BUCKET`).
+    pub export_bucket: String,
+    /// The queue the lead-export function reads (`EXPORT_QUEUE_URL`); without it, no export jobs.
+    pub export_queue_url: Option<String>,
+    /// How long an export's download link works (`EXPORT_URL_TTL_SECS`, 900).
+    pub export_url_ttl: Duration,
+    /// How long an export job and its file are kept (`EXPORT_TTL_DAYS`, 7; the bucket's
+    /// lifecycle rule must match).
+    pub export_ttl: Duration,
     /// The key of the cursors' MAC. Without `LEADS_CURSOR_KEY` it is derived from the leads
     /// table's name: cursors are then still bound to their filter, but forgeable by whoever
     /// knows the name (which only lets a caller start a page where they like in their own data).
@@ -292,6 +301,10 @@ impl Config {
                     max_offset: r.int("LEADS_MAX_OFFSET", 10_000, 100..=100_000),
                 },
                 sync_export_rows: r.int("LEADS_SYNC_EXPORT_ROWS", 5_000, 1..=20_000),
+                export_bucket: r.name("EXPORT_BUCKET", "douyin-leads-exports"),
+                export_queue_url: r.optional("EXPORT_QUEUE_URL"),
+                export_url_ttl: r.secs("EXPORT_URL_TTL_SECS", 900, 60..=3600),
+                export_ttl: r.secs("EXPORT_TTL_DAYS", 7, 1..=30) * 86_400,
                 cursor_key: r
                     .optional("LEADS_CURSOR_KEY")
                     .unwrap_or_else(|| format!("cursor:{}", r.name("LEADS_TABLE", "douyin-leads-leads"))),

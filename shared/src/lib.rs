@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod domain;
+pub mod export;
 pub mod http;
 pub mod lead;
 pub mod lead_merge;

@@ -6,6 +6,10 @@ use axum::Router;
 use shared::aws::AwsClients;
 use shared::clock::Clock;
 use shared::domain::AppCredentials;
+use shared::export::dynamo::DynamoExportJobs;
+use shared::export::memory::{MemoryExportJobs, MemorySink};
+use shared::export::s3::S3Sink;
+use shared::export::{ExportDeps, ExportJobs, ExportRequests, ExportSink};
 use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
 use shared::store::{
@@ -14,6 +18,28 @@ use shared::store::{
 use shared::sync::SyncStores;
 use shared::sync::requests::SyncRequests;
 use std::collections::HashMap;
+
+type ExportStores = (Arc<dyn ExportJobs>, Arc<dyn ExportSink>);
+
+/// Runs a requested export job in this process, as the lead-export function does in AWS.
+pub struct InProcessExportRequests(pub Arc<ExportDeps>);
+
+#[async_trait::async_trait]
+impl ExportRequests for InProcessExportRequests {
+    async fn request(
+        &self,
+        tenant: &shared::domain::TenantId,
+        export_id: &str,
+    ) -> Result<(), shared::store::StoreError> {
+        let (deps, tenant, id) = (self.0.clone(), tenant.clone(), export_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = shared::export::job::run(&deps, &tenant, &id).await {
+                tracing::error!(error = %e, "export job failed");
+            }
+        });
+        Ok(())
+    }
+}
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -26,6 +52,8 @@ pub struct StoreSet {
     pub leads: Arc<dyn LeadStore>,
     pub tasks: Arc<dyn TaskStore>,
     pub audit: Arc<dyn AuditLog>,
+    pub export_jobs: Arc<dyn ExportJobs>,
+    pub export_sink: Arc<dyn ExportSink>,
 }
 
 impl StoreSet {
@@ -33,7 +61,11 @@ impl StoreSet {
         let vault = Arc::new(MemoryTokenVault::new(credentials));
         let sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::default()), vault);
         let audit = Arc::new(shared::store::memory_leads::MemoryAuditLog::default());
-        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit)
+        let exports: ExportStores = (
+            Arc::new(MemoryExportJobs::default()),
+            Arc::new(MemorySink::new("/local/files")),
+        );
+        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit, exports)
     }
 
     pub fn aws(aws: &AwsClients, config: &shared::Config) -> Self {
@@ -42,10 +74,19 @@ impl StoreSet {
             aws.dynamodb.clone(),
             &config.tables.leads,
         ));
-        Self::from_sync(states, SyncStores::aws(aws, config), audit)
+        let exports: ExportStores = (
+            Arc::new(DynamoExportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
+            Arc::new(S3Sink::new(aws.s3.clone(), &config.read.export_bucket)),
+        );
+        Self::from_sync(states, SyncStores::aws(aws, config), audit, exports)
     }
 
-    fn from_sync(states: Arc<dyn StateStore>, sync: SyncStores, audit: Arc<dyn AuditLog>) -> Self {
+    fn from_sync(
+        states: Arc<dyn StateStore>,
+        sync: SyncStores,
+        audit: Arc<dyn AuditLog>,
+        (export_jobs, export_sink): ExportStores,
+    ) -> Self {
         Self {
             states,
             vault: sync.vault,
@@ -55,6 +96,19 @@ impl StoreSet {
             leads: sync.leads,
             tasks: sync.tasks,
             audit,
+            export_jobs,
+            export_sink,
+        }
+    }
+
+    /// What an export job runs on, over these stores.
+    pub fn export_deps(&self) -> ExportDeps {
+        ExportDeps {
+            leads: self.leads.clone(),
+            jobs: self.export_jobs.clone(),
+            sink: self.export_sink.clone(),
+            audit: self.audit.clone(),
+            clock: Arc::new(shared::clock::SystemClock),
         }
     }
 
@@ -97,6 +151,11 @@ pub fn routes(
         vault: stores.vault.clone(),
         requests,
         audit: stores.audit.clone(),
+        exports: leads_api::exports::ExportPorts {
+            jobs: stores.export_jobs.clone(),
+            sink: stores.export_sink.clone(),
+            requests: Some(Arc::new(InProcessExportRequests(Arc::new(stores.export_deps())))),
+        },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             config,
             stores.credentials.clone(),

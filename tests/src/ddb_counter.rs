@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default, Clone)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<(String, String), u64>>>);
+pub struct RequestCounter(Arc<Mutex<BTreeMap<(String, String), u64>>>, Arc<Mutex<f64>>);
 
 /// Operations that write items.
 const WRITES: &[&str] = &[
@@ -49,12 +49,60 @@ impl RequestCounter {
 
     pub fn reset(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = 0.0;
+    }
+
+    /// Read capacity units the reads consumed, as DynamoDB reports them (every read asks for
+    /// `ReturnConsumedCapacity = TOTAL` through this counter).
+    pub fn read_units(&self) -> f64 {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Intercept for RequestCounter {
     fn name(&self) -> &'static str {
         "RequestCounter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::{batch_get_item::BatchGetItemInput, get_item::GetItemInput, query::QueryInput};
+        use aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total;
+        let input = context.input_mut();
+        if let Some(q) = input.downcast_mut::<QueryInput>() {
+            q.return_consumed_capacity = Some(Total);
+        } else if let Some(g) = input.downcast_mut::<GetItemInput>() {
+            g.return_consumed_capacity = Some(Total);
+        } else if let Some(b) = input.downcast_mut::<BatchGetItemInput>() {
+            b.return_consumed_capacity = Some(Total);
+        }
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let body: serde_json::Value = context
+            .response()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let units = |c: &serde_json::Value| c.get("CapacityUnits").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let consumed = match body.get("ConsumedCapacity") {
+            Some(serde_json::Value::Array(list)) => list.iter().map(units).sum(),
+            Some(one) => units(one),
+            None => 0.0,
+        };
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) += consumed;
+        Ok(())
     }
 
     fn read_before_transmit(

@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use shared::clock::SystemClock;
 use shared::domain::AppCredentials;
+use shared::export::memory::MemorySink;
 use shared::http::{ApiError, Identity, ok, route_not_found};
 use shared::lead::mask_phone;
 use shared::secret::Secret;
@@ -67,10 +68,13 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     let mut env = app::simulator_env(&format!("{public}/sim"), &public, &sim_app);
     env.extend(std::env::vars().filter(|(k, _)| shared_var(k)));
     let config = shared::Config::from_lookup(|k| env.get(k).cloned())?;
-    let stores = StoreSet::embedded(AppCredentials {
+    let mut stores = StoreSet::embedded(AppCredentials {
         douyin_client_secret: Secret::new(sim_app.douyin_client_secret.clone()),
         oceanengine_secret: Secret::new(sim_app.oceanengine_secret.clone()),
     });
+    // Export files stay in memory; their "download links" are served here, like presigned URLs.
+    let files = MemorySink::new(format!("{public}/local/files"));
+    stores.export_sink = Arc::new(files.clone());
     let jwt = LocalJwt::new(&options.jwt_secret, &config.tenant_claim);
     let sim = SimHandle::new(sim_app);
     seed_demo_leads(&sim);
@@ -104,8 +108,12 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
             engine: engine.clone(),
         });
     let requests = Arc::new(crate::sync_requests::InProcessSyncRequests(engine.clone()));
+    let downloads = Router::new()
+        .route("/local/files/exports/{file}", get(download))
+        .with_state(files);
     Ok(app::routes(&config, &stores, requests, Arc::new(SystemClock), jwt)
         .merge(local)
+        .merge(downloads)
         .nest("/sim", sim.router())
         .fallback(route_not_found))
 }
@@ -138,6 +146,8 @@ fn shared_var(name: &str) -> bool {
         "TOKEN_",
         "REFRESH_TOKEN_",
         "CONNECTION_QPS",
+        "LEADS_",
+        "EXPORT_",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -207,6 +217,28 @@ async fn sync_now(State(s): State<LocalState>, _identity: Identity) -> Result<ax
         "due": report.due, "completed": report.completed, "partial": report.partial,
         "failed": report.failed, "skipped": report.skipped,
     })))
+}
+
+/// `GET /local/files/exports/{file}`: an export's file, for the link `GET /leads/exports/{id}`
+/// hands out (in AWS, a presigned S3 URL).
+async fn download(
+    State(files): State<MemorySink>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> axum::response::Response {
+    match files.file(&format!("exports/{file}")) {
+        Some(bytes) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => ApiError::not_found("EXPORT_NOT_FOUND", "no such export file").into_response(),
+    }
 }
 
 /// `GET /local/done`: stands in for the frontend page the callback redirects to.

@@ -158,6 +158,26 @@ pub async fn create_tables(ddb: &aws_sdk_dynamodb::Client) -> Tables {
     tables
 }
 
+/// A fresh bucket for export files.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client) -> String {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let name = unique("exports");
+    let region = s3.config().region().map(|r| r.to_string()).unwrap_or_default();
+    let mut request = s3.create_bucket().bucket(&name);
+    if !region.is_empty() && region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                .build(),
+        );
+    }
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
+    name
+}
+
 /// Writes the app-credentials secret in the shape the functions read.
 pub async fn put_app_credentials(secrets: &aws_sdk_secretsmanager::Client, id: &str, douyin: &str, oceanengine: &str) {
     let value = serde_json::json!({"douyinClientSecret": douyin, "oceanengineSecret": oceanengine}).to_string();

@@ -64,6 +64,7 @@ impl SyncHarness {
         .await;
         let mut env = test_env(&sim);
         env.extend(tables.env());
+        env.insert("EXPORT_BUCKET".into(), moto::create_bucket(&aws.s3).await);
         env.insert("APP_CREDENTIALS_SECRET_ID".into(), credentials_id);
         env.insert(
             "CONNECTION_SECRET_PREFIX".into(),

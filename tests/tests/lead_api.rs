@@ -47,6 +47,11 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         vault: h.stores.vault.clone(),
         requests,
         audit: h.stores.audit.clone(),
+        exports: leads_api::exports::ExportPorts {
+            jobs: h.stores.export_jobs.clone(),
+            sink: h.stores.export_sink.clone(),
+            requests: None,
+        },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             &h.config,
             h.stores.credentials.clone(),

@@ -50,6 +50,20 @@ impl Api {
         (status, to_bytes(response.into_body(), 1 << 24).await.unwrap().to_vec())
     }
 
+    async fn post(&self, tenant: &TenantId, scopes: &[&str], uri: &str) -> (u16, Value) {
+        let token = self.jwt.mint(tenant.as_str(), scopes, Duration::hours(1));
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{uri}", leads_api::BASE))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
     async fn get(&self, tenant: &TenantId, scopes: &[&str], uri: &str) -> (u16, Value) {
         let (status, bytes) = self.raw(tenant, scopes, uri).await;
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -402,4 +416,110 @@ async fn view_only_callers_neither_search_nor_read_masked_digits() {
     assert_eq!(record["formFields"]["备用电话"], json!("139****5678"));
     let (_, detail) = api.get(&t, PHONE, &format!("/leads/{}", l.lead_id)).await;
     assert_eq!(detail["data"]["remark"], json!("回电 138 1234 5678"));
+}
+
+/// The export job: every lead of a large result into one S3 object (more than one multipart
+/// part), a presigned link, the audit record, and a redelivered request that writes nothing
+/// twice.
+#[tokio::test]
+async fn an_export_job_writes_every_lead_into_one_object_behind_a_link() {
+    let h = SyncHarness::on_moto(&[("LEADS_SYNC_EXPORT_ROWS", "100")]).await;
+    let api = Api::new(&h);
+    let t = TenantId::new(devkit::moto::unique("job"));
+    // 2,400 leads of ~4 KB: a file of two multipart parts.
+    let count = 2_400;
+    let fat: Vec<LeadRecord> = (0..count)
+        .map(|i| {
+            let mut l = lead(&t, i);
+            l.fields.remark = Some("想了解价格和到店时间。".repeat(125));
+            l.content_hash = l.fields.content_hash();
+            l
+        })
+        .collect();
+    for batch in fat.chunks(100) {
+        h.stores.leads.upsert(&t, batch, Utc::now()).await.expect("seed");
+    }
+    let (status, body) = api.post(&t, EXPORT_PHONE, "/leads/exports").await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["exportId"].as_str().unwrap().to_owned();
+    let job = loop {
+        let (status, job) = api.get(&t, EXPORT, &format!("/leads/exports/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        if job["data"]["status"] != json!("QUEUED") && job["data"]["status"] != json!("RUNNING") {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["data"]["status"], json!("DONE"), "{job}");
+    assert_eq!(job["data"]["rows"].as_u64(), Some(count as u64));
+    let url = job["data"]["downloadUrl"].as_str().unwrap();
+    let file = reqwest::get(url).await.unwrap();
+    assert_eq!(file.status().as_u16(), 200);
+    let bytes = file.bytes().await.unwrap();
+    assert!(
+        bytes.len() > shared::export::job::PART_BYTES,
+        "the file took more than one part"
+    );
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.starts_with('\u{feff}'), "a BOM for Excel");
+    assert_eq!(text.lines().count(), 1 + count);
+    assert!(text.contains("\t7300000000000000000,"), "ids as text");
+    assert!(text.contains(",13700000000,"), "phones shown with the phone scope");
+    let audit = h.stores.audit.list(&t, 10).await.unwrap();
+    assert_eq!((audit.len(), audit[0].rows), (1, count as u64));
+
+    // A redelivered request finds the job done and writes nothing again.
+    let again = shared::export::job::run(&h.stores.export_deps(), &t, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.status, again.rows),
+        (shared::export::ExportStatus::Done, count as u64)
+    );
+    assert_eq!(h.stores.audit.list(&t, 10).await.unwrap().len(), 1);
+    let stranger = TenantId::new(devkit::moto::unique("job-other"));
+    let (status, _) = api.get(&stranger, EXPORT, &format!("/leads/exports/{id}")).await;
+    assert_eq!(status, 404, "another tenant's export is not found");
+}
+
+/// The lead-export function's handler on an SQS event: the job runs, nothing is redelivered.
+#[tokio::test]
+async fn the_export_function_runs_the_jobs_its_queue_delivers() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let t = TenantId::new(devkit::moto::unique("fn"));
+    seed(&h, &t, 120).await;
+    let now = Utc::now();
+    let job = shared::export::ExportJob {
+        export_id: shared::export::job::new_export_id(),
+        tenant: t.clone(),
+        actor: "sales".into(),
+        filter: shared::lead_query::LeadFilter::default(),
+        query: String::new(),
+        reveal_phone: false,
+        status: shared::export::ExportStatus::Queued,
+        rows: 0,
+        created_at: now,
+        finished_at: None,
+        error: None,
+        expires_at: now + Duration::days(7),
+    };
+    h.stores.export_jobs.put(&job).await.unwrap();
+    let message = json!({"tenant": t, "exportId": job.export_id}).to_string();
+    let event = json!({"Records": [
+        {"eventSource": "aws:sqs", "messageId": "m1", "body": message},
+        {"eventSource": "aws:sqs", "messageId": "m2", "body": "not json"},
+    ]});
+    let answer = lead_export::handle(&h.stores.export_deps(), &event).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let done = h.stores.export_jobs.get(&t, &job.export_id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.rows), (shared::export::ExportStatus::Done, 120));
+    let file = h
+        .stores
+        .export_sink
+        .download_url(&done.object_key(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let text = reqwest::get(file).await.unwrap().text().await.unwrap();
+    assert!(text.contains(",137****0000,"), "phones masked without the phone scope");
 }

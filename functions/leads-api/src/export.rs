@@ -1,103 +1,18 @@
-//! `GET /leads/export`: the list's filters, every matching lead, as UTF-8 CSV with a BOM so Excel
-//! reads Chinese text. Answered in the request for up to `LEADS_SYNC_EXPORT_ROWS` leads (the
-//! Lambda response is buffered and capped at 6 MB); beyond that a 413 names the export job.
-//! Ids are written as text (a tab in front) so Excel keeps all 19 digits; every cell that a
-//! spreadsheet could read as a formula is defused. An export that shows phones is audited.
+//! `GET /leads/export`: the list's filters, every matching lead as CSV (see
+//! [`shared::export::csv`]), answered in the request for up to `LEADS_SYNC_EXPORT_ROWS` leads
+//! (a Lambda response is buffered and capped at 6 MB); beyond that a 413 names the export job.
+//! An export that shows phones is audited.
 
-use crate::{Api, SCOPE_EXPORT, SCOPE_PHONE, actor, internal, params, view};
+use crate::{Api, SCOPE_EXPORT, SCOPE_PHONE, actor, internal, params};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use shared::export::csv;
 use shared::http::{ApiError, Identity, QueryParams};
-use shared::lead::{StoredLead, mask_phone};
 use shared::store::AuditRecord;
 
-pub const HEADER: [&str; 19] = [
-    "leadId",
-    "source",
-    "sourceLeadId",
-    "connectionId",
-    "name",
-    "nickname",
-    "phone",
-    "clueType",
-    "channel",
-    "advertiserId",
-    "adId",
-    "promotionId",
-    "store",
-    "location",
-    "remark",
-    "createdAt",
-    "status",
-    "notes",
-    "duplicateOf",
-];
-pub const BOM: &str = "\u{feff}";
 /// Leads read per request while exporting.
 const BATCH: u32 = 500;
-
-/// One CSV cell: quoted when it must be, and defused (OWASP CSV injection) when a spreadsheet
-/// could take it for a formula: a leading `=`, `+`, `-`, `@`, tab or carriage return gets a `'`.
-pub fn cell(value: &str) -> String {
-    let defused = match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '＝' | '＋' | '－' | '＠') => format!("'{value}"),
-        _ => value.to_owned(),
-    };
-    if defused.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
-}
-
-/// An id Excel must not turn into a number: digits get a tab in front (Excel keeps them as
-/// text); anything else is an ordinary, defused cell.
-pub fn id(value: &str) -> String {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        format!("\t{value}")
-    } else {
-        cell(value)
-    }
-}
-
-pub fn row(l: &StoredLead, reveal_phone: bool) -> String {
-    let f = &l.fields;
-    let text = |v: &Option<String>| cell(v.as_deref().unwrap_or_default());
-    let phone = f
-        .phone
-        .as_deref()
-        .map(|p| if reveal_phone { p.to_owned() } else { mask_phone(p) })
-        .unwrap_or_default();
-    let cells = [
-        id(l.lead_id.as_str()),
-        cell(l.source.as_str()),
-        id(&l.source_lead_id),
-        id(l.connection_id.as_str()),
-        text(&f.name),
-        text(&f.nickname),
-        cell(&phone),
-        cell(&f.clue_type),
-        text(&f.channel),
-        f.advertiser_id.as_deref().map(id).unwrap_or_default(),
-        f.ad_id.as_deref().map(id).unwrap_or_default(),
-        f.promotion_id.as_deref().map(id).unwrap_or_default(),
-        text(&f.store),
-        text(&f.location),
-        cell(&view::text(f.remark.as_deref(), reveal_phone).unwrap_or_default()),
-        cell(&l.sort_time().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        cell(l.status.as_str()),
-        cell(&l.notes),
-        l.duplicate_of.as_ref().map(|d| id(d.as_str())).unwrap_or_default(),
-    ];
-    let mut line = cells.join(",");
-    line.push_str("\r\n");
-    line
-}
-
-pub fn header_line() -> String {
-    format!("{BOM}{}\r\n", HEADER.join(","))
-}
 
 fn too_large(rows: u64, max: u64) -> ApiError {
     ApiError {
@@ -131,7 +46,7 @@ pub(crate) async fn export_leads(
     if readable > max {
         return Err(too_large(readable, max));
     }
-    let mut body = header_line();
+    let mut body = csv::header_line();
     let mut rows = 0u64;
     let mut reader = shared::lead_query::BatchReader::new(&query.filter, reveal);
     while let Some(leads) = reader
@@ -140,7 +55,7 @@ pub(crate) async fn export_leads(
         .map_err(|e| internal("export leads", &e))?
     {
         rows += leads.len() as u64;
-        body.extend(leads.iter().map(|l| row(l, reveal)));
+        body.extend(leads.iter().map(|l| csv::row(l, reveal)));
     }
     if reveal && rows > 0 {
         let record = AuditRecord {
@@ -164,22 +79,4 @@ pub(crate) async fn export_leads(
         ),
     ];
     Ok((headers, body).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_are_quoted_and_defused() {
-        assert_eq!(cell("张先生"), "张先生");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(cell("\t=1+1"), "'\t=1+1");
-        assert_eq!(cell("\r=1+1"), "\"'\r=1+1\"");
-        assert_eq!(cell("-2"), "'-2");
-        assert_eq!(id("7391234567890123456"), "\t7391234567890123456");
-        assert_eq!(id("=cmd"), "'=cmd");
-    }
 }

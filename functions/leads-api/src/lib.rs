@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod export;
+pub mod exports;
 pub mod history;
 pub mod leads;
 pub mod params;
@@ -44,6 +45,7 @@ pub struct LeadsApi {
     pub vault: Arc<dyn TokenVault>,
     pub requests: Arc<dyn SyncRequests>,
     pub audit: Arc<dyn AuditLog>,
+    pub exports: exports::ExportPorts,
     /// The lead sources, to verify accounts registered without OAuth with one real pull.
     pub catalog: Arc<shared::sync::catalog::SourceCatalog>,
     pub secret_prefix: String,
@@ -65,6 +67,8 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
     Router::new()
         .route(&format!("{BASE}/leads"), get(leads::list_leads))
         .route(&format!("{BASE}/leads/export"), get(export::export_leads))
+        .route(&format!("{BASE}/leads/exports"), post(exports::start_export))
+        .route(&format!("{BASE}/leads/exports/{{exportId}}"), get(exports::get_export))
         .route(
             &format!("{BASE}/leads/{{leadId}}"),
             get(leads::get_lead).patch(leads::patch_lead),

@@ -1,5 +1,7 @@
 use shared::aws::AwsClients;
 use shared::clock::SystemClock;
+use shared::export::dynamo::DynamoExportJobs;
+use shared::export::s3::{S3Sink, SqsExportRequests};
 use shared::http::identity::with_api_gateway_identity;
 use shared::store::dynamo_leads::DynamoAuditLog;
 use shared::sync::SyncStores;
@@ -23,6 +25,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         vault: stores.vault,
         requests: Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &config.sync.event_bus)),
         audit: Arc::new(DynamoAuditLog::new(aws.dynamodb.clone(), &config.tables.leads)),
+        exports: leads_api::exports::ExportPorts {
+            jobs: Arc::new(DynamoExportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
+            sink: Arc::new(S3Sink::new(aws.s3.clone(), &config.read.export_bucket)),
+            requests: config.read.export_queue_url.clone().map(|url| {
+                Arc::new(SqsExportRequests::new(aws.sqs.clone(), url)) as Arc<dyn shared::export::ExportRequests>
+            }),
+        },
         catalog: Arc::new(catalog),
         secret_prefix: config.secrets.connection_prefix.clone(),
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),

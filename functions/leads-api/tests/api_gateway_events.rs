@@ -96,6 +96,11 @@ async fn app(leads_per_tenant: i64) -> App {
         vault: vault.clone(),
         requests: requests.clone(),
         audit: Arc::new(shared::store::memory_leads::MemoryAuditLog::default()),
+        exports: leads_api::exports::ExportPorts {
+            jobs: Arc::new(shared::export::memory::MemoryExportJobs::default()),
+            sink: Arc::new(shared::export::memory::MemorySink::new("/files")),
+            requests: None,
+        },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             &config,
             vault,

@@ -529,8 +529,15 @@ impl DynamoLeadStore {
     /// with the day counters they add to (DynamoDB bills a transactional write twice, the price of
     /// a few requests per page of leads instead of one per lead, and of counters that are exact).
     /// A transaction that a condition cancels says which items exist; the others go again.
-    /// Outcomes come back in the order of `items`.
-    async fn create_many(&self, tenant: &TenantId, items: Vec<NewLead>) -> Result<Vec<(usize, LeadWrite)>, StoreError> {
+    /// Outcomes come back sorted by the index each item carries (its place in the caller's list).
+    async fn create_many(
+        &self,
+        tenant: &TenantId,
+        mut items: Vec<NewLead>,
+    ) -> Result<Vec<(usize, LeadWrite)>, StoreError> {
+        // Leads of one day and connection add to the same counters: side by side, they share
+        // transactions (a page of leads is mostly one day, so a page is mostly one transaction).
+        items.sort_by(|a, b| (a.2.day, &a.2.connection_id, a.2.source).cmp(&(b.2.day, &b.2.connection_id, b.2.source)));
         let mut outcomes: Vec<(usize, Option<LeadWrite>)> = items.iter().map(|(i, _, _)| (*i, None)).collect();
         let mut start = 0;
         while start < items.len() {
@@ -559,10 +566,13 @@ impl DynamoLeadStore {
             }
             start = end;
         }
-        Ok(outcomes
+        let mut outcomes: Vec<(usize, LeadWrite)> = outcomes
             .into_iter()
             .map(|(i, o)| (i, o.expect("every item has an outcome")))
-            .collect())
+            .collect();
+        // Back in the callers' order.
+        outcomes.sort_by_key(|(i, _)| *i);
+        Ok(outcomes)
     }
 
     /// One transaction of conditional puts and their counters, retried for the items a
