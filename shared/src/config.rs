@@ -298,7 +298,7 @@ impl Config {
             read: ReadConfig {
                 limits: crate::lead_query::ReadLimits {
                     scan_budget: r.int("LEADS_SCAN_BUDGET", 300, 10..=5_000) as u32,
-                    max_offset: r.int("LEADS_MAX_OFFSET", 10_000, 100..=100_000),
+                    ..crate::lead_query::ReadLimits::default()
                 },
                 sync_export_rows: r.int("LEADS_SYNC_EXPORT_ROWS", 5_000, 1..=20_000),
                 export_bucket: r.name("EXPORT_BUCKET", "douyin-leads-exports"),

@@ -145,8 +145,6 @@ impl Default for ReadLimits {
 pub enum QueryError {
     #[error("page numbers reach the first {max} leads; page on with nextCursor beyond")]
     PageTooDeep { max: u64 },
-    #[error("a keyword search pages with nextCursor, not page numbers")]
-    KeywordPagesByCursor,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -314,17 +312,24 @@ async fn scan(
     reveal_phone: bool,
     limits: ReadLimits,
 ) -> Result<LeadPage, QueryError> {
-    let (position, seen) = match start {
-        PageStart::Number(1) => (None, 0),
-        PageStart::Number(_) => return Err(QueryError::KeywordPagesByCursor),
-        PageStart::After(c) => (Some(c.position.clone()), c.seen),
+    // A page number counts matches within this call's scan: page N skips the first (N-1)
+    // pages of matches the scan finds, and says with the cursor where to go on if it ran out.
+    let (position, seen, mut skip) = match start {
+        PageStart::Number(n) => (None, 0, u64::from(n.max(&1) - 1) * u64::from(size)),
+        PageStart::After(c) => (Some(c.position.clone()), c.seen, 0),
     };
     let budget = limits.scan_budget.max(size);
     let page = store.index_page(tenant, &range(plan, position), budget, true).await?;
     let mut records = Vec::new();
+    let mut skipped = 0u64;
     let mut stopped_at = None;
     for entry in &page.entries {
         if let Some(lead) = entry.lead.as_ref().filter(|l| filter.matches(l, reveal_phone)) {
+            if skip > 0 {
+                skip -= 1;
+                skipped += 1;
+                continue;
+            }
             records.push(lead.clone());
             if records.len() == size as usize {
                 stopped_at = Some(entry.key.clone());
@@ -339,11 +344,11 @@ async fn scan(
     } else {
         stopped_at.or(last).map(|position| Cursor {
             position,
-            seen: seen + records.len() as u64,
+            seen: seen + skipped + records.len() as u64,
         })
     };
     Ok(LeadPage {
-        total: seen + records.len() as u64,
+        total: seen + skipped + records.len() as u64,
         total_exact: next.is_none(),
         records,
         next,

@@ -70,7 +70,9 @@ impl Intercept for RequestCounter {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        use aws_sdk_dynamodb::operation::{batch_get_item::BatchGetItemInput, get_item::GetItemInput, query::QueryInput};
+        use aws_sdk_dynamodb::operation::{
+            batch_get_item::BatchGetItemInput, get_item::GetItemInput, query::QueryInput,
+        };
         use aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total;
         let input = context.input_mut();
         if let Some(q) = input.downcast_mut::<QueryInput>() {
@@ -83,23 +85,28 @@ impl Intercept for RequestCounter {
         Ok(())
     }
 
-    fn read_before_deserialization(
+    fn read_after_deserialization(
         &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        context: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let body: serde_json::Value = context
-            .response()
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or_default();
-        let units = |c: &serde_json::Value| c.get("CapacityUnits").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
-        let consumed = match body.get("ConsumedCapacity") {
-            Some(serde_json::Value::Array(list)) => list.iter().map(units).sum(),
-            Some(one) => units(one),
-            None => 0.0,
+        use aws_sdk_dynamodb::operation::{
+            batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
+        };
+        use aws_sdk_dynamodb::types::ConsumedCapacity;
+        let units = |c: Option<&ConsumedCapacity>| c.and_then(|c| c.capacity_units).unwrap_or(0.0);
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        let consumed = if let Some(q) = output.downcast_ref::<QueryOutput>() {
+            units(q.consumed_capacity.as_ref())
+        } else if let Some(g) = output.downcast_ref::<GetItemOutput>() {
+            units(g.consumed_capacity.as_ref())
+        } else if let Some(b) = output.downcast_ref::<BatchGetItemOutput>() {
+            b.consumed_capacity.iter().flatten().map(|c| units(Some(c))).sum()
+        } else {
+            0.0
         };
         *self.1.lock().unwrap_or_else(|e| e.into_inner()) += consumed;
         Ok(())

@@ -32,7 +32,6 @@ pub(crate) fn cursor_error(e: CursorError) -> ApiError {
 pub(crate) fn query_error(e: QueryError) -> ApiError {
     match e {
         QueryError::PageTooDeep { .. } => ApiError::bad_request("PAGE_TOO_DEEP", "page", e.to_string()),
-        QueryError::KeywordPagesByCursor => ApiError::bad_request("INVALID_PAGING", "page", e.to_string()),
         QueryError::Store(e) => internal("list leads", &e),
     }
 }

@@ -9,6 +9,9 @@ use shared::lead_query::LeadFilter;
 pub const MAX_SPAN_DAYS: i64 = 366;
 pub const MAX_KEYWORD_CHARS: usize = 64;
 pub const MAX_SIZE: u32 = 100;
+/// Page numbers reach the first 100 pages (10,000 leads at the largest size); cursors reach
+/// anywhere. A limit on the number alone, so the OpenAPI document can state it exactly.
+pub const MAX_PAGE: u32 = 100;
 pub const KNOWN: &[&str] = &[
     "startTime",
     "endTime",
@@ -81,6 +84,23 @@ fn connection_id(q: &QueryParams) -> Result<Option<ConnectionId>, ApiError> {
             })
         })
         .transpose()
+}
+
+fn page_number(q: &QueryParams) -> Result<u32, ApiError> {
+    match q.get("page").map(|raw| raw.parse::<u32>()) {
+        None => Ok(1),
+        Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(Ok(n)) if n > MAX_PAGE => Err(ApiError::bad_request(
+            "PAGE_TOO_DEEP",
+            "page",
+            format!("page numbers reach page {MAX_PAGE}; page on with nextCursor beyond"),
+        )),
+        Some(_) => Err(ApiError::bad_request(
+            "INVALID_PAGING",
+            "page",
+            format!("page must be an integer in 1..={MAX_PAGE}"),
+        )),
+    }
 }
 
 /// A lead status named by the caller, in a query or a body.
@@ -163,7 +183,7 @@ impl ListQuery {
                 ));
             }
             (Some(raw), None) => (Some(raw.to_owned()), 0),
-            (None, _) => (None, number(q, "page", 1, 1..=u32::MAX)?),
+            (None, _) => (None, page_number(q)?),
         };
         Ok(Self {
             filter: LeadFilter {

@@ -20,6 +20,8 @@ use shared::store::ClaimError;
 
 pub const SCOPE_ADMIN: &str = "lead:douyin:admin";
 const MAX_FIELD: usize = 256;
+/// Platform account ids are unsigned 64-bit numbers: at most 20 digits.
+const MAX_ID_DIGITS: usize = 20;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,22 +37,27 @@ struct LaikeBody {
     account_id: String,
 }
 
+/// A body field exactly as the OpenAPI document allows it: ids are 1 to 20 digits; keys and
+/// tokens 1 to 256 characters without whitespace. Nothing is trimmed: what is stored is what
+/// was sent.
 fn text_field(value: &str, field: &'static str, digits: bool) -> Result<String, ApiError> {
-    let value = value.trim();
-    let ok_shape =
-        !value.is_empty() && value.len() <= MAX_FIELD && (!digits || value.bytes().all(|b| b.is_ascii_digit()));
+    let ok_shape = if digits {
+        (1..=MAX_ID_DIGITS).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+    } else {
+        (1..=MAX_FIELD).contains(&value.chars().count()) && !value.chars().any(char::is_whitespace)
+    };
     if ok_shape {
         Ok(value.to_owned())
     } else {
         let what = if digits {
-            "a non-empty string of digits"
+            format!("1 to {MAX_ID_DIGITS} digits")
         } else {
-            "a non-empty string"
+            format!("1 to {MAX_FIELD} characters without spaces")
         };
         Err(ApiError::bad_request(
             "INVALID_FIELD",
             field,
-            format!("{field} must be {what} of at most {MAX_FIELD} characters"),
+            format!("{field} must be {what}"),
         ))
     }
 }

@@ -61,7 +61,11 @@ fn lead(tenant: &TenantId, i: usize, total: usize) -> LeadRecord {
             source,
             source_lead_id: format!("{}", 7_100_000_000_000_000_000u64 + i as u64),
             fields: LeadFields {
-                name: Some(if i % 100 == 7 { format!("王{i}") } else { format!("客户{i}") }),
+                name: Some(if i % 100 == 7 {
+                    format!("王{i}")
+                } else {
+                    format!("客户{i}")
+                }),
                 phone: Some(format!("139{i:08}")),
                 clue_type: "FORM".into(),
                 channel: Some("抖音".into()),
@@ -103,7 +107,11 @@ impl Bench {
         futures_util::stream::iter(batches)
             .for_each_concurrent(self.concurrency, |(s, e)| async move {
                 let batch: Vec<LeadRecord> = (s..e).map(|i| lead(tenant, i, total)).collect();
-                self.stores.leads.upsert(tenant, &batch, Utc::now()).await.expect("seed");
+                self.stores
+                    .leads
+                    .upsert(tenant, &batch, Utc::now())
+                    .await
+                    .expect("seed");
             })
             .await;
         let moves: Vec<usize> = (from..to).filter(|i| target_status(*i) != LeadStatus::New).collect();
@@ -161,13 +169,20 @@ impl Bench {
         }
         times.sort_by(f64::total_cmp);
         let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+        let by_operation: Vec<String> = self
+            .counter
+            .snapshot()
+            .iter()
+            .map(|((op, _), n)| format!("{op} {:.1}", *n as f64 / calls as f64))
+            .collect();
         println!(
-            "  {label:<34} p50 {:>7.1} ms  p99 {:>7.1} ms  {:>4.1} req  {:>6.1} RCU{}",
+            "  {label:<30} p50 {:>6.1} ms  p99 {:>6.1} ms  {:>4.1} req  {:>6.1} RCU{}  ({})",
             p(0.5),
             p(0.99),
             self.counter.total() as f64 / calls as f64,
             self.counter.read_units() / calls as f64,
             total.map(|t| format!("  total {t}")).unwrap_or_default(),
+            by_operation.join(", "),
         );
     }
 
@@ -184,17 +199,38 @@ impl Bench {
             },
         );
         let month_end = newest().date_naive().and_hms_opt(0, 0, 0).unwrap();
-        let start = (month_end - Duration::days(30)).format("%Y-%m-%dT00:00:00%2B08:00");
-        let end = month_end.format("%Y-%m-%dT23:59:59.999%2B08:00");
+        let start = (month_end - Duration::days(30))
+            .format("%Y-%m-%dT00:00:00+08:00")
+            .to_string()
+            .replace('+', "%2B");
+        let end = month_end
+            .format("%Y-%m-%dT23:59:59.999+08:00")
+            .to_string()
+            .replace('+', "%2B");
         let detail_id = lead(tenant, 3, total).lead_id;
         for _ in 0..25 {
             // History for the detail: 25 status-free reveals.
             self.call(tenant, ALL, "GET", &format!("/leads/{detail_id}")).await;
         }
         self.measure("first page", tenant, VIEW, "/leads?size=10", calls).await;
-        self.measure("page 100", tenant, VIEW, "/leads?size=10&page=100", calls).await;
-        self.measure("cursor page at 50%", tenant, VIEW, &format!("/leads?size=10&cursor={cursor}"), calls).await;
-        self.measure("status=CONVERTED", tenant, VIEW, "/leads?size=10&status=CONVERTED", calls).await;
+        self.measure("page 100", tenant, VIEW, "/leads?size=10&page=100", calls)
+            .await;
+        self.measure(
+            "cursor page at 50%",
+            tenant,
+            VIEW,
+            &format!("/leads?size=10&cursor={cursor}"),
+            calls,
+        )
+        .await;
+        self.measure(
+            "status=CONVERTED",
+            tenant,
+            VIEW,
+            "/leads?size=10&status=CONVERTED",
+            calls,
+        )
+        .await;
         self.measure(
             "CONVERTED & laike, 30 days",
             tenant,
@@ -203,9 +239,30 @@ impl Bench {
             calls,
         )
         .await;
-        self.measure("keyword name (王, 1%)", tenant, VIEW, "/leads?size=10&keyword=%E7%8E%8B", calls).await;
-        self.measure("full phone", tenant, VIEW, &format!("/leads?keyword=139{:08}", size / 3), calls).await;
-        self.measure("detail with history", tenant, VIEW, &format!("/leads/{detail_id}"), calls).await;
+        self.measure(
+            "keyword name (王, 1%)",
+            tenant,
+            VIEW,
+            "/leads?size=10&keyword=%E7%8E%8B",
+            calls,
+        )
+        .await;
+        self.measure(
+            "full phone",
+            tenant,
+            VIEW,
+            &format!("/leads?keyword=139{:08}", size / 3),
+            calls,
+        )
+        .await;
+        self.measure(
+            "detail with history",
+            tenant,
+            VIEW,
+            &format!("/leads/{detail_id}"),
+            calls,
+        )
+        .await;
     }
 
     async fn export(&self, tenant: &TenantId) {
@@ -264,13 +321,20 @@ async fn main() {
         concurrency,
     };
     let seeding = Instant::now();
-    for n in 0..9 {
+    let smalls = env_number("BENCH_SMALL_TENANTS", 9);
+    for n in 0..smalls {
         let small = TenantId::new(format!("bench-small-{n}"));
         bench.seed(&small, 0, 1_000, 1_000).await;
     }
-    println!("9 small tenants of 1,000 leads: {:.1} s", seeding.elapsed().as_secs_f64());
+    println!(
+        "{smalls} small tenants of 1,000 leads: {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
     let tenant = TenantId::new("bench-large");
-    let mut sizes: Vec<usize> = [10_000, 100_000, 1_000_000].into_iter().filter(|s| *s < target).collect();
+    let mut sizes: Vec<usize> = [10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|s| *s < target)
+        .collect();
     sizes.push(target);
     // The leads are numbered newest first over the target's 365 days; each step seeds the next
     // stretch, so the curve's sizes are the same tenant growing.
