@@ -63,8 +63,9 @@ async fn callback(State(service): State<Arc<ConnectFinish>>, RawQuery(raw): RawQ
     let query = QueryParams::parse(raw.as_deref())?;
     let params = CallbackParams {
         state: query.get("state").map(str::to_owned),
-        code: query.get("code").map(str::to_owned),
-        auth_code: query.get("auth_code").map(str::to_owned),
+        // An empty code is no code (the consent was refused), never one to exchange.
+        code: query.get("code").filter(|c| !c.is_empty()).map(str::to_owned),
+        auth_code: query.get("auth_code").filter(|c| !c.is_empty()).map(str::to_owned),
     };
     Ok(render(service.finish(params).await))
 }

@@ -38,13 +38,14 @@ struct LaikeBody {
 }
 
 /// A body field exactly as the OpenAPI document allows it: ids are 1 to 20 digits; keys and
-/// tokens 1 to 256 characters without whitespace. Nothing is trimmed: what is stored is what
+/// tokens 1 to 256 printable ASCII characters (no spaces). Nothing is trimmed: what is stored is what
 /// was sent.
 fn text_field(value: &str, field: &'static str, digits: bool) -> Result<String, ApiError> {
     let ok_shape = if digits {
         (1..=MAX_ID_DIGITS).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
     } else {
-        (1..=MAX_FIELD).contains(&value.chars().count()) && !value.chars().any(char::is_whitespace)
+        // Printable ASCII only: the token travels in an HTTP header.
+        (1..=MAX_FIELD).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
     };
     if ok_shape {
         Ok(value.to_owned())
@@ -52,7 +53,7 @@ fn text_field(value: &str, field: &'static str, digits: bool) -> Result<String, 
         let what = if digits {
             format!("1 to {MAX_ID_DIGITS} digits")
         } else {
-            format!("1 to {MAX_FIELD} characters without spaces")
+            format!("1 to {MAX_FIELD} printable ASCII characters without spaces")
         };
         Err(ApiError::bad_request(
             "INVALID_FIELD",

@@ -27,13 +27,9 @@ impl QueryParams {
         self.0.iter().map(|(k, _)| k.as_str())
     }
 
-    /// The value of `name`; an empty value reads as absent.
+    /// The value of `name` as given, empty included: `startTime=` is a bad time, not no time.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
