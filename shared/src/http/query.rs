@@ -53,7 +53,7 @@ mod tests {
         let q = QueryParams::parse(Some("a=1&b=x%20y&c=")).unwrap();
         assert_eq!(q.get("a"), Some("1"));
         assert_eq!(q.get("b"), Some("x y"));
-        assert_eq!(q.get("c"), None);
+        assert_eq!(q.get("c"), Some(""), "an empty value is a value");
         let err = QueryParams::parse(Some("a=1&a=2")).unwrap_err();
         assert_eq!(err.error_code, "DUPLICATE_PARAMETER");
     }
