@@ -110,6 +110,47 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         .unwrap();
     assert_eq!(page["data"]["total"], 150, "{page}");
     assert_eq!(page["data"]["records"].as_array().unwrap().len(), 5);
+
+    // 6. An export job of the same filter, and its file behind the download link.
+    let job: Value = http
+        .post(format!(
+            "{base}/api/v1/lead/douyin/leads/exports?source=oceanengine_clue"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let export_id = job["data"]["exportId"].as_str().expect("an export id").to_owned();
+    let mut link = None;
+    for _ in 0..40 {
+        let status: Value = get_json(
+            &http,
+            format!("{base}/api/v1/lead/douyin/leads/exports/{export_id}"),
+            &token,
+        )
+        .await;
+        if let Some(url) = status["data"]["downloadUrl"].as_str() {
+            assert_eq!(status["data"]["rows"], 150, "{status}");
+            link = Some(url.to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let csv = http
+        .get(link.expect("the export finished"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with('\u{feff}') && csv.lines().count() == 151,
+        "a BOM, the header and 150 rows"
+    );
     let narrow = http
         .get(format!(
             "{base}/local/token?tenant=demo-tenant&scopes=lead:douyin:auth:get_url"
