@@ -3,6 +3,7 @@
 use super::csv;
 use crate::clock::Clock;
 use crate::domain::TenantId;
+use crate::lead::StoredLead;
 use crate::lead_query::{BatchReader, LeadFilter};
 use crate::store::{AuditLog, AuditRecord, LeadStore, StoreError};
 use async_trait::async_trait;
@@ -153,16 +154,136 @@ async fn write(deps: &ExportDeps, job: &ExportJob) -> Result<u64, StoreError> {
 async fn fill(deps: &ExportDeps, job: &ExportJob, upload: &mut dyn ExportUpload) -> Result<u64, StoreError> {
     let mut buffer = csv::header_line().into_bytes();
     let mut rows = 0u64;
-    let mut reader = BatchReader::new(&job.filter, job.reveal_phone);
-    while let Some(leads) = reader.next_batch(deps.leads.as_ref(), &job.tenant, READ_BATCH).await? {
+    // Beijing days, newest first, read READ_WINDOWS at a time and written in order: reads overlap,
+    // the file stays newest first, and memory holds at most that many days of leads.
+    let mut windows = DayWindows::new(&job.filter, deps.clock.now());
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut more = true;
+    loop {
+        while more && in_flight.len() < READ_WINDOWS {
+            match windows.next(deps.leads.as_ref(), &job.tenant).await? {
+                Some(filter) => {
+                    let read = read_all(deps.leads.clone(), job.tenant.clone(), filter, job.reveal_phone);
+                    in_flight.push_back(Box::pin(read));
+                }
+                None => more = false,
+            }
+        }
+        let Some(leads) = futures_util::StreamExt::next(&mut in_flight).await else {
+            break;
+        };
+        let leads = leads?;
         rows += leads.len() as u64;
         for lead in &leads {
             buffer.extend_from_slice(csv::row(lead, job.reveal_phone).as_bytes());
-        }
-        if buffer.len() >= PART_BYTES {
-            upload.part(std::mem::take(&mut buffer)).await?;
+            if buffer.len() >= PART_BYTES {
+                upload.part(std::mem::take(&mut buffer)).await?;
+            }
         }
     }
     upload.part(buffer).await?;
     Ok(rows)
+}
+
+/// Days read at once by an export.
+const READ_WINDOWS: usize = 4;
+
+/// Every match of `filter` (one day of the export's), newest first.
+async fn read_all(
+    store: Arc<dyn LeadStore>,
+    tenant: TenantId,
+    filter: LeadFilter,
+    reveal_phone: bool,
+) -> Result<Vec<StoredLead>, StoreError> {
+    let mut reader = BatchReader::new(&filter, reveal_phone);
+    let mut all = Vec::new();
+    while let Some(leads) = reader.next_batch(store.as_ref(), &tenant, READ_BATCH).await? {
+        all.extend(leads);
+    }
+    Ok(all)
+}
+
+/// The export's filter cut into windows of whole Beijing days, newest first: one day at a time
+/// where there are leads, stretches that double across empty days (the day counters say which,
+/// one read per window), never a window of more than [`WINDOW_LEADS`] leads unless it is one day.
+struct DayWindows {
+    filter: LeadFilter,
+    /// The exclusive end of the next window (`None`: the first, open-ended above).
+    upper: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    done: bool,
+}
+
+/// Leads one window holds before it is cut to fewer days.
+const WINDOW_LEADS: u64 = 20_000;
+
+impl DayWindows {
+    fn new(filter: &LeadFilter, now: DateTime<Utc>) -> Self {
+        Self {
+            filter: filter.clone(),
+            upper: None,
+            now,
+            done: false,
+        }
+    }
+
+    async fn count(&self, store: &dyn LeadStore, tenant: &TenantId, filter: &LeadFilter) -> Result<u64, StoreError> {
+        // The keyword aside: the counters count the partition the keyword is applied to.
+        let partition = LeadFilter {
+            keyword: None,
+            ..filter.clone()
+        };
+        let plan = crate::lead_query::plan(&partition);
+        crate::lead_query::count(store, tenant, &plan.partition, &partition).await
+    }
+
+    async fn next(&mut self, store: &dyn LeadStore, tenant: &TenantId) -> Result<Option<LeadFilter>, StoreError> {
+        use crate::read_model::{day_of, day_start};
+        let ms = chrono::Duration::milliseconds(1);
+        let mut days = 1i64;
+        while !self.done {
+            let top = match self.upper {
+                None => self.filter.end.unwrap_or(self.now),
+                Some(upper) => upper - ms,
+            };
+            if self.filter.start.is_some_and(|s| s > top) {
+                self.done = true;
+                break;
+            }
+            let first_day = day_start(day_of(top) - chrono::Duration::days(days - 1));
+            let start = match self.filter.start {
+                Some(s) if s >= first_day => {
+                    self.done = true;
+                    s
+                }
+                _ => first_day,
+            };
+            let window = LeadFilter {
+                start: Some(start),
+                // The first window is open above: a lead dated ahead of our clock is not left out.
+                end: self.upper.map(|_| top).or(self.filter.end),
+                ..self.filter.clone()
+            };
+            let here = self.count(store, tenant, &window).await?;
+            if here > WINDOW_LEADS && days > 1 {
+                self.done = false;
+                days /= 2;
+                continue;
+            }
+            self.upper = Some(start);
+            if here > 0 {
+                return Ok(Some(window));
+            }
+            let older = LeadFilter {
+                end: Some(start - ms),
+                ..self.filter.clone()
+            };
+            if self.done || self.count(store, tenant, &older).await? == 0 {
+                self.done = true;
+                break;
+            }
+            days = (days * 2).min(3660);
+        }
+        Ok(None)
+    }
 }

@@ -8,8 +8,8 @@
 //! filtered index (`<tenant>|<partition>`), each a keys-only index sorted by `createdKey`.
 //! Beside them: `sk = PHONE#<phone>` items name the lead each phone was first stored with (new
 //! leads link to it, `duplicateOf`); `sk = COUNT#<partition>#<day>` items count a partition's
-//! leads per Beijing day, added to in the transaction that writes the lead; `sk =
-//! LEAD#<leadId>#H#<key>` items are the lead's history.
+//! leads per Beijing day, added to in the transaction that writes the lead; `pk =
+//! HIST#<tenant>#<leadId>`, `sk = H#<key>` items are the lead's history.
 
 use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
 use super::dynamo::tenant_pk;
@@ -213,13 +213,26 @@ fn counter_updates(
         .collect()
 }
 
+/// A lead's history lives in a partition of its own (`HIST#<tenant>#<leadId>`): reading a page
+/// of it never walks the tenant's partition.
+fn history_pk(tenant: &TenantId, lead_id: &LeadId) -> String {
+    format!("HIST#{tenant}#{lead_id}")
+}
+
+fn history_key_item(tenant: &TenantId, lead_id: &LeadId, key: &str) -> Item {
+    Item::from([
+        ("pk".to_owned(), s(history_pk(tenant, lead_id))),
+        ("sk".to_owned(), s(format!("H#{key}"))),
+    ])
+}
+
 fn history_item(
     tenant: &TenantId,
     lead_id: &LeadId,
     key_suffix: &str,
     entry: &HistoryEntry,
 ) -> Result<Item, StoreError> {
-    let mut item = item_key(tenant, format!("{}#H#{key_suffix}", lead_sk(lead_id)));
+    let mut item = history_key_item(tenant, lead_id, key_suffix);
     let value = serde_json::to_value(entry).map_err(|e| StoreError::new("encode history", e))?;
     item.insert("entry".to_owned(), from_json(&value));
     Ok(item)
@@ -1122,15 +1135,15 @@ impl LeadStore for DynamoLeadStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<HistoryPage, StoreError> {
-        let prefix = format!("{}#H#", lead_sk(lead_id));
-        let start = before.map(|b| item_key(tenant, format!("{prefix}{b}")));
+        let prefix = "H#";
+        let start = before.map(|b| history_key_item(tenant, lead_id, b));
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-            .expression_attribute_values(":prefix", s(&prefix))
+            .expression_attribute_values(":pk", s(history_pk(tenant, lead_id)))
+            .expression_attribute_values(":prefix", s(prefix))
             .scan_index_forward(false)
             .limit(limit.clamp(1, 1000) as i32)
             .set_exclusive_start_key(start)
@@ -1151,7 +1164,7 @@ impl LeadStore for DynamoLeadStore {
             .last_evaluated_key
             .filter(|k| !k.is_empty() && entries.len() == limit as usize)
             .and_then(|k| get_opt_s(&k, "sk"))
-            .and_then(|sk| sk.strip_prefix(&prefix).map(str::to_owned));
+            .and_then(|sk| sk.strip_prefix(prefix).map(str::to_owned));
         Ok(HistoryPage { entries, next })
     }
 
