@@ -217,6 +217,12 @@ pub async fn count(
     Ok(days + edges.iter().sum::<u64>())
 }
 
+/// How many leads a read of `filter` goes through: its partition within its time range (a
+/// keyword is then applied to them, so matches are at most this many). Counters, not leads.
+pub async fn readable(store: &dyn LeadStore, tenant: &TenantId, filter: &LeadFilter) -> Result<u64, StoreError> {
+    count(store, tenant, &plan(filter).partition, filter).await
+}
+
 /// One page of the tenant's leads matching `filter`, newest first.
 pub async fn list(
     store: &dyn LeadStore,

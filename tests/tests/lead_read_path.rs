@@ -130,6 +130,17 @@ async fn move_status(h: &SyncHarness, tenant: &TenantId, id: &LeadId, path: &[Le
     }
 }
 
+/// An export order of `tenant` that shows no phones.
+fn order(tenant: &TenantId, actor: &str, filter: shared::lead_query::LeadFilter) -> shared::export::job::ExportOrder {
+    shared::export::job::ExportOrder {
+        tenant: tenant.clone(),
+        actor: actor.into(),
+        filter,
+        query: String::new(),
+        reveal_phone: false,
+    }
+}
+
 fn ids(body: &Value) -> Vec<String> {
     body["data"]["records"]
         .as_array()
@@ -491,20 +502,12 @@ async fn the_export_function_runs_the_jobs_its_queue_delivers() {
     let t = TenantId::new(devkit::moto::unique("fn"));
     seed(&h, &t, 120).await;
     let now = Utc::now();
-    let job = shared::export::ExportJob {
-        export_id: shared::export::job::new_export_id(),
-        tenant: t.clone(),
-        actor: "sales".into(),
-        filter: shared::lead_query::LeadFilter::default(),
-        query: String::new(),
-        reveal_phone: false,
-        status: shared::export::ExportStatus::Queued,
-        rows: 0,
-        created_at: now,
-        finished_at: None,
-        error: None,
-        expires_at: now + Duration::days(7),
-    };
+    let job = shared::export::ExportJob::queued(
+        shared::export::job::new_export_id(),
+        order(&t, "sales", shared::lead_query::LeadFilter::default()),
+        now,
+        Duration::days(7),
+    );
     h.stores.export_jobs.put(&job).await.unwrap();
     let message = json!({"tenant": t, "exportId": job.export_id}).to_string();
     let event = json!({"Records": [
@@ -602,20 +605,12 @@ async fn an_export_holds_exactly_what_the_list_walks() {
             audit: Arc::new(shared::store::memory_leads::MemoryAuditLog::default()),
             clock: Arc::new(SystemClock),
         };
-        let job = shared::export::ExportJob {
-            export_id: format!("x_{seed}"),
-            tenant: t.clone(),
-            actor: "prop".into(),
-            filter: filter.clone(),
-            query: String::new(),
-            reveal_phone: false,
-            status: shared::export::ExportStatus::Queued,
-            rows: 0,
-            created_at: now,
-            finished_at: None,
-            error: None,
-            expires_at: now + Duration::days(7),
-        };
+        let job = shared::export::ExportJob::queued(
+            format!("x_{seed}"),
+            order(&t, "prop", filter.clone()),
+            now,
+            Duration::days(7),
+        );
         jobs.put(&job).await.unwrap();
         let done = shared::export::job::run(&deps, &t, &job.export_id)
             .await

@@ -614,9 +614,6 @@ impl shared::store::LeadStore for ThrottledLeads {
     ) -> Result<(), shared::store::StoreError> {
         self.inner.drop_pending_phones(t, entries).await
     }
-    async fn list_all(&self, t: &TenantId) -> Result<Vec<StoredLead>, shared::store::StoreError> {
-        self.inner.list_all(t).await
-    }
     async fn index_page(
         &self,
         t: &TenantId,

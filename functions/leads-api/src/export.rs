@@ -15,16 +15,14 @@ use shared::store::AuditRecord;
 const BATCH: u32 = 500;
 
 fn too_large(rows: u64, max: u64) -> ApiError {
-    ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        error_code: "EXPORT_TOO_LARGE",
-        message: format!(
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "EXPORT_TOO_LARGE",
+        format!(
             "{rows} leads match; this route exports up to {max}. \
              Start an export job with POST /api/v1/lead/douyin/leads/exports, or narrow the filter"
         ),
-        field: None,
-        platform: None,
-    }
+    )
 }
 
 /// `GET /leads/export`: the list's filters (paging parameters are checked and ignored).
@@ -39,8 +37,7 @@ pub(crate) async fn export_leads(
     let max = api.read.sync_export_rows;
     // The leads the export reads: the filter's partition within its range (a keyword is then
     // applied to them), known from counters before a lead is read.
-    let plan = shared::lead_query::plan(&query.filter);
-    let readable = shared::lead_query::count(api.leads.as_ref(), &identity.tenant, &plan.partition, &query.filter)
+    let readable = shared::lead_query::readable(api.leads.as_ref(), &identity.tenant, &query.filter)
         .await
         .map_err(|e| internal("count leads", &e))?;
     if readable > max {
@@ -58,14 +55,13 @@ pub(crate) async fn export_leads(
         body.extend(leads.iter().map(|l| csv::row(l, reveal)));
     }
     if reveal && rows > 0 {
-        let record = AuditRecord {
-            tenant: identity.tenant.clone(),
-            at: api.clock.now(),
-            actor: actor(&identity),
-            action: "EXPORT_WITH_PHONES".into(),
-            target: raw.unwrap_or_default(),
+        let record = AuditRecord::export_with_phones(
+            identity.tenant.clone(),
+            api.clock.now(),
+            actor(&identity),
+            raw.unwrap_or_default(),
             rows,
-        };
+        );
         api.audit
             .record(&record)
             .await

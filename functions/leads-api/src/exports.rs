@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shared::export::job::new_export_id;
+use shared::export::job::{ExportOrder, new_export_id};
 use shared::export::{ExportJob, ExportJobs, ExportRequests, ExportSink, ExportStatus};
 use shared::http::{ApiError, Identity, QueryParams, ok};
 use std::sync::Arc;
@@ -32,29 +32,22 @@ pub(crate) async fn start_export(
     identity.require(SCOPE_EXPORT)?;
     let query = params::ListQuery::parse(&QueryParams::parse(raw.as_deref())?)?;
     let Some(requests) = &api.exports.requests else {
-        return Err(ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            error_code: "EXPORTS_NOT_CONFIGURED",
-            message: "this deployment has no export queue (EXPORT_QUEUE_URL)".into(),
-            field: None,
-            platform: None,
-        });
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "EXPORTS_NOT_CONFIGURED",
+            "this deployment has no export queue (EXPORT_QUEUE_URL)",
+        ));
     };
     let now = api.clock.now();
-    let job = ExportJob {
-        export_id: new_export_id(),
+    let order = ExportOrder {
         tenant: identity.tenant.clone(),
         actor: actor(&identity),
         filter: query.filter,
         query: raw.unwrap_or_default(),
         reveal_phone: identity.scopes.contains(SCOPE_PHONE),
-        status: ExportStatus::Queued,
-        rows: 0,
-        created_at: now,
-        finished_at: None,
-        error: None,
-        expires_at: now + chrono::Duration::from_std(api.read.export_ttl).unwrap_or(chrono::Duration::days(7)),
     };
+    let ttl = chrono::Duration::from_std(api.read.export_ttl).unwrap_or(chrono::Duration::days(7));
+    let job = ExportJob::queued(new_export_id(), order, now, ttl);
     api.exports
         .jobs
         .put(&job)

@@ -42,7 +42,35 @@ pub struct ExportJob {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Who asked for an export, and what for.
+#[derive(Debug, Clone)]
+pub struct ExportOrder {
+    pub tenant: TenantId,
+    pub actor: String,
+    pub filter: LeadFilter,
+    pub query: String,
+    pub reveal_phone: bool,
+}
+
 impl ExportJob {
+    /// A new job for `order`, queued at `now`, kept for `ttl`.
+    pub fn queued(export_id: String, order: ExportOrder, now: DateTime<Utc>, ttl: chrono::Duration) -> Self {
+        Self {
+            export_id,
+            tenant: order.tenant,
+            actor: order.actor,
+            filter: order.filter,
+            query: order.query,
+            reveal_phone: order.reveal_phone,
+            status: ExportStatus::Queued,
+            rows: 0,
+            created_at: now,
+            finished_at: None,
+            error: None,
+            expires_at: now + ttl,
+        }
+    }
+
     /// Where the file goes: one object per job, named by its random id.
     pub fn object_key(&self) -> String {
         format!("exports/{}.csv", self.export_id)
@@ -114,16 +142,14 @@ pub async fn run(deps: &ExportDeps, tenant: &TenantId, export_id: &str) -> Resul
             job.rows = rows;
             job.status = ExportStatus::Done;
             if job.reveal_phone && rows > 0 {
-                deps.audit
-                    .record(&AuditRecord {
-                        tenant: job.tenant.clone(),
-                        at: deps.clock.now(),
-                        actor: job.actor.clone(),
-                        action: "EXPORT_WITH_PHONES".into(),
-                        target: job.query.clone(),
-                        rows,
-                    })
-                    .await?;
+                let record = AuditRecord::export_with_phones(
+                    job.tenant.clone(),
+                    deps.clock.now(),
+                    job.actor.clone(),
+                    job.query.clone(),
+                    rows,
+                );
+                deps.audit.record(&record).await?;
             }
         }
         Err(e) => {
@@ -227,16 +253,6 @@ impl DayWindows {
         }
     }
 
-    async fn count(&self, store: &dyn LeadStore, tenant: &TenantId, filter: &LeadFilter) -> Result<u64, StoreError> {
-        // The keyword aside: the counters count the partition the keyword is applied to.
-        let partition = LeadFilter {
-            keyword: None,
-            ..filter.clone()
-        };
-        let plan = crate::lead_query::plan(&partition);
-        crate::lead_query::count(store, tenant, &plan.partition, &partition).await
-    }
-
     async fn next(&mut self, store: &dyn LeadStore, tenant: &TenantId) -> Result<Option<LeadFilter>, StoreError> {
         use crate::read_model::{day_of, day_start};
         let ms = chrono::Duration::milliseconds(1);
@@ -264,7 +280,7 @@ impl DayWindows {
                 end: self.upper.map(|_| top).or(self.filter.end),
                 ..self.filter.clone()
             };
-            let here = self.count(store, tenant, &window).await?;
+            let here = crate::lead_query::readable(store, tenant, &window).await?;
             if here > WINDOW_LEADS && days > 1 {
                 self.done = false;
                 days /= 2;
@@ -278,7 +294,7 @@ impl DayWindows {
                 end: Some(start - ms),
                 ..self.filter.clone()
             };
-            if self.done || self.count(store, tenant, &older).await? == 0 {
+            if self.done || crate::lead_query::readable(store, tenant, &older).await? == 0 {
                 self.done = true;
                 break;
             }

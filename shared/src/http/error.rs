@@ -37,7 +37,8 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of any other status (413, 503, …), without field or platform detail.
+    pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             error_code,

@@ -976,17 +976,6 @@ impl LeadStore for DynamoLeadStore {
         .await
     }
 
-    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
-        let range = IndexRange {
-            partition: Partition::All,
-            lo: String::new(),
-            hi: "~".into(),
-            before: None,
-        };
-        let page = self.index_page(tenant, &range, u32::MAX, true).await?;
-        Ok(page.entries.into_iter().filter_map(|e| e.lead).collect())
-    }
-
     async fn index_page(
         &self,
         tenant: &TenantId,
@@ -1015,15 +1004,7 @@ impl LeadStore for DynamoLeadStore {
         let mut more = false;
         while entries.len() < limit as usize {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression("#p = :p AND createdKey BETWEEN :lo AND :hi")
-                .expression_attribute_names("#p", range.partition.index().attribute())
-                .expression_attribute_values(":p", partition_value(tenant, &range.partition))
-                .expression_attribute_values(":lo", s(if range.lo.is_empty() { "0" } else { &range.lo }))
-                .expression_attribute_values(":hi", s(&range.hi))
+                .range_query(index, tenant, &range.partition, &range.lo, &range.hi)
                 .scan_index_forward(false)
                 .limit((limit as usize - entries.len()).min(QUERY_PAGE) as i32)
                 .set_exclusive_start_key(start.take())
@@ -1075,15 +1056,7 @@ impl LeadStore for DynamoLeadStore {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(partition.index().index_name())
-                .key_condition_expression("#p = :p AND createdKey BETWEEN :lo AND :hi")
-                .expression_attribute_names("#p", partition.index().attribute())
-                .expression_attribute_values(":p", partition_value(tenant, partition))
-                .expression_attribute_values(":lo", s(if lo.is_empty() { "0" } else { lo }))
-                .expression_attribute_values(":hi", s(hi))
+                .range_query(partition.index().index_name(), tenant, partition, lo, hi)
                 .select(Select::Count)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1301,6 +1274,27 @@ fn transaction_condition_failed<R>(
 }
 
 impl DynamoLeadStore {
+    /// A Query on `index` for the partition's sort keys within `lo..=hi` ("" is the open low end:
+    /// DynamoDB takes no empty key value, and every sort key is above "0").
+    fn range_query(
+        &self,
+        index: &str,
+        tenant: &TenantId,
+        partition: &Partition,
+        lo: &str,
+        hi: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#p = :p AND createdKey BETWEEN :lo AND :hi")
+            .expression_attribute_names("#p", partition.index().attribute())
+            .expression_attribute_values(":p", partition_value(tenant, partition))
+            .expression_attribute_values(":lo", s(if lo.is_empty() { "0" } else { lo }))
+            .expression_attribute_values(":hi", s(hi))
+    }
+
     /// Whole leads by sort key, read eventually consistent (a list may be a moment behind),
     /// batches of 100 at once.
     async fn get_leads(

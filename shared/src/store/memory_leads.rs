@@ -26,7 +26,7 @@ pub struct MemoryLeadStore {
     /// The read model: (tenant, partition key, sort key), as the DynamoDB indexes keep it.
     index: Mutex<BTreeSet<(TenantId, String, String)>>,
     /// Day counters: (tenant, partition key, day) → leads.
-    counters: Mutex<HashMap<(TenantId, String, NaiveDate), i64>>,
+    counters: Mutex<BTreeMap<(TenantId, String, NaiveDate), i64>>,
     /// History entries: (tenant, lead, key).
     history: Mutex<BTreeMap<(TenantId, LeadId, String), HistoryEntry>>,
     /// Leads waiting for a phone retry, per (tenant, connection).
@@ -44,7 +44,7 @@ impl MemoryLeadStore {
 /// Moves a lead in the read model from where `before` put it to where `after` puts it.
 fn reindex(
     index: &mut BTreeSet<(TenantId, String, String)>,
-    counters: &mut HashMap<(TenantId, String, NaiveDate), i64>,
+    counters: &mut BTreeMap<(TenantId, String, NaiveDate), i64>,
     tenant: &TenantId,
     before: Option<&IndexView>,
     after: Option<&IndexView>,
@@ -201,17 +201,6 @@ impl LeadStore for MemoryLeadStore {
         Ok(())
     }
 
-    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
-        let range = IndexRange {
-            partition: Partition::All,
-            lo: String::new(),
-            hi: "~".into(),
-            before: None,
-        };
-        let page = self.index_page(tenant, &range, u32::MAX, true).await?;
-        Ok(page.entries.into_iter().filter_map(|e| e.lead).collect())
-    }
-
     async fn index_page(
         &self,
         tenant: &TenantId,
@@ -271,12 +260,13 @@ impl LeadStore for MemoryLeadStore {
         first: NaiveDate,
         last: NaiveDate,
     ) -> Result<u64, StoreError> {
+        if last < first {
+            return Ok(0);
+        }
+        // One range of the ordered map, as the DynamoDB store reads one range of counter items.
         let p = partition.key();
-        let sum: i64 = lock(&self.counters)
-            .iter()
-            .filter(|((t, k, day), _)| t == tenant && *k == p && *day >= first && *day <= last)
-            .map(|(_, n)| *n)
-            .sum();
+        let bounds = (tenant.clone(), p.clone(), first)..=(tenant.clone(), p, last);
+        let sum: i64 = lock(&self.counters).range(bounds).map(|(_, n)| *n).sum();
         Ok(sum.max(0) as u64)
     }
 

@@ -234,7 +234,16 @@ pub trait LeadStore: Send + Sync {
 
     /// Every lead of the tenant, newest first (by platform creation time). For tests and tools:
     /// it reads the whole tenant.
-    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError>;
+    async fn list_all(&self, tenant: &TenantId) -> Result<Vec<StoredLead>, StoreError> {
+        let range = IndexRange {
+            partition: Partition::All,
+            lo: String::new(),
+            hi: "~".into(),
+            before: None,
+        };
+        let page = self.index_page(tenant, &range, u32::MAX, true).await?;
+        Ok(page.entries.into_iter().filter_map(|e| e.lead).collect())
+    }
 
     /// Up to `limit` positions of an index partition, newest first, within the range (and
     /// below `before`), with their leads when `with_leads`. The read model's one read port:
@@ -304,6 +313,20 @@ pub struct AuditRecord {
     pub target: String,
     /// How many leads it concerned.
     pub rows: u64,
+}
+
+impl AuditRecord {
+    /// An export (small or a job) that showed phones: who, when, which query, how many rows.
+    pub fn export_with_phones(tenant: TenantId, at: DateTime<Utc>, actor: String, query: String, rows: u64) -> Self {
+        Self {
+            tenant,
+            at,
+            actor,
+            action: "EXPORT_WITH_PHONES".into(),
+            target: query,
+            rows,
+        }
+    }
 }
 
 #[async_trait]
