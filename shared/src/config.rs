@@ -105,6 +105,8 @@ pub struct OAuthConfig {
     /// Origins (`scheme://host[:port]`) a `redirectUrl` may point at.
     pub allowed_redirect_origins: Vec<String>,
     pub state_ttl: Duration,
+    /// How long a consent waits for its confirmation before it is discarded.
+    pub pending_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +260,7 @@ impl Config {
                 callback_url: r.url("OAUTH_CALLBACK_URL", None),
                 allowed_redirect_origins: r.origins("ALLOWED_REDIRECT_ORIGINS"),
                 state_ttl: r.secs("OAUTH_STATE_TTL_SECS", 600, 60..=3600),
+                pending_ttl: r.secs("OAUTH_PENDING_TTL_SECS", 600, 60..=3600),
             },
             http: HttpConfig {
                 timeout: r.millis("HTTP_TIMEOUT_MS", 5000, 100..=60_000),

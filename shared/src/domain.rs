@@ -125,6 +125,28 @@ pub struct OAuthState {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A consent that came back from the platform but is not a connection yet: its tokens sit in a
+/// secret of their own until a user of the tenant that started the flow confirms it with the
+/// ticket (so a consent link forwarded to another tenant's merchant connects nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGrant {
+    /// SHA-256 of the ticket, hex: the ticket itself is never stored.
+    pub ticket_hash: String,
+    pub tenant: TenantId,
+    pub provider: Provider,
+    pub external_account_id: String,
+    pub advertiser_ids: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Where the pending tokens are kept; deleted once confirmed or expired.
+    pub secret_id: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Set once confirmed, so a replayed confirmation answers the same connection.
+    pub confirmed: Option<ConnectionId>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConnectionStatus {

@@ -13,7 +13,8 @@ use shared::export::{ExportDeps, ExportJobs, ExportRequests, ExportSink};
 use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
 use shared::store::{
-    AppCredentialsSource, AuditLog, ConnectionStore, LeadStore, StateStore, SyncLedger, TaskStore, TokenVault,
+    AppCredentialsSource, AuditLog, ConnectionStore, LeadStore, PendingGrantStore, StateStore, SyncLedger, TaskStore,
+    TokenVault,
 };
 use shared::sync::SyncStores;
 use shared::sync::requests::SyncRequests;
@@ -45,6 +46,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct StoreSet {
     pub states: Arc<dyn StateStore>,
+    pub pending: Arc<dyn PendingGrantStore>,
     pub vault: Arc<dyn TokenVault>,
     pub credentials: Arc<dyn AppCredentialsSource>,
     pub connections: Arc<dyn ConnectionStore>,
@@ -81,14 +83,15 @@ impl StoreSet {
         Self::from_sync(states, SyncStores::aws(aws, config), audit, exports)
     }
 
-    fn from_sync(
-        states: Arc<dyn StateStore>,
+    fn from_sync<S: StateStore + PendingGrantStore + 'static>(
+        states: Arc<S>,
         sync: SyncStores,
         audit: Arc<dyn AuditLog>,
         (export_jobs, export_sink): ExportStores,
     ) -> Self {
         Self {
-            states,
+            states: states.clone(),
+            pending: states,
             vault: sync.vault,
             credentials: sync.credentials,
             connections: sync.connections,
@@ -115,6 +118,7 @@ impl StoreSet {
     pub fn callback(&self) -> auth_callback::Stores {
         auth_callback::Stores {
             states: self.states.clone(),
+            pending: self.pending.clone(),
             vault: self.vault.clone(),
             credentials: self.credentials.clone(),
             connections: self.connections.clone(),

@@ -10,7 +10,8 @@ use shared::secret::Secret;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Consent link → the simulator's consent page as `account` → callback; returns the connection.
+/// Consent link → the simulator's consent page as `account` → callback → confirmation by the
+/// same tenant; returns the connection.
 pub async fn connect_oauth(
     config: &shared::Config,
     stores: &StoreSet,
@@ -39,8 +40,9 @@ pub async fn connect_oauth(
         .expect("the consent page redirects back");
     let back = url::Url::parse(location).expect("redirect is a URL");
     let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
-    let finish = auth_callback::service(config, stores.callback(), Arc::new(SystemClock));
-    finish
+    let service = auth_callback::service(config, stores.callback(), Arc::new(SystemClock));
+    let pending = service
+        .finish
         .finish(CallbackParams {
             state: q.get("state").cloned(),
             code: q.get("code").cloned(),
@@ -48,7 +50,12 @@ pub async fn connect_oauth(
         })
         .await
         .result
-        .expect("the callback connects the account")
+        .expect("the callback keeps the grant pending");
+    service
+        .confirm
+        .confirm(tenant, &pending.ticket)
+        .await
+        .expect("the tenant that started the flow confirms it")
 }
 
 fn connection(config: &shared::Config, tenant: &TenantId, provider: Provider, account: &str) -> Connection {

@@ -2,13 +2,15 @@
 //! Secrets Manager (moto). An adapter that passes it can stand in for the other.
 
 use chrono::{Duration, DurationRound, Utc};
-use shared::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId, TokenSet};
+use shared::domain::{
+    Connection, ConnectionId, ConnectionStatus, OAuthState, PendingGrant, Provider, TenantId, TokenSet,
+};
 use shared::lead::{HistoryEntry, LeadFields, LeadRecord, LeadSource, LeadStatus, PlatformLead};
 use shared::lead_query::{LeadFilter, PageStart};
 use shared::secret::Secret;
 use shared::store::{
-    ClaimError, ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, RunRecord, StateError, StateStore,
-    SyncLedger, TaskStore, TokenVault,
+    ClaimError, ConnectionStore, LeadStore, LeadUpdateError, OperatorChange, PendingGrantStore, RunRecord, StateError,
+    StateStore, SyncLedger, TaskStore, TokenVault,
 };
 use shared::task::{SourceCounts, Strategy, SyncTask, TaskStatus, Trigger, new_task_id};
 
@@ -112,6 +114,101 @@ pub async fn token_vault(vault: &dyn TokenVault) {
         "a deleted secret is not served"
     );
     vault.schedule_deletion(&id).await.expect("deleting twice is fine");
+
+    // Pending grants: listed by prefix (exactly: another prefix's secrets are not), deleted at once.
+    let prefix = crate::moto::unique("douyin-leads/connections/pending-");
+    let pending = [format!("{prefix}a"), format!("{prefix}b")];
+    for id in &pending {
+        vault.put_tokens(id, &first).await.expect("create pending secret");
+    }
+    vault
+        .put_tokens(&format!("{prefix}"), &first)
+        .await
+        .expect("a secret named the prefix itself");
+    let mut listed: Vec<String> = vault
+        .list_prefixed(&format!("{prefix}a"), 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.secret_id)
+        .collect();
+    assert_eq!(listed, vec![pending[0].clone()], "the prefix is matched exactly");
+    let entries = vault.list_prefixed(&prefix, 10).await.expect("list");
+    assert_eq!(entries.len(), 3);
+    assert!(
+        entries
+            .iter()
+            .all(|e| (Utc::now() - e.created_at).num_minutes().abs() < 5)
+    );
+    vault.delete_now(&pending[0]).await.expect("delete now");
+    vault
+        .delete_now(&pending[0])
+        .await
+        .expect("deleting a missing secret is fine");
+    assert!(vault.get_tokens(&pending[0]).await.unwrap().is_none());
+    listed = vault
+        .list_prefixed(&prefix, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.secret_id)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![prefix.clone(), pending[1].clone()],
+        "a deleted secret is not listed"
+    );
+    assert_eq!(
+        vault.list_prefixed(&prefix, 1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+}
+
+pub async fn pending_grants(store: &dyn PendingGrantStore) {
+    let now = now();
+    let grant = PendingGrant {
+        ticket_hash: crate::moto::unique("hash"),
+        tenant: TenantId::new("tenant-p"),
+        provider: Provider::OceanEngine,
+        external_account_id: "1769665409798152".into(),
+        advertiser_ids: vec!["1769665409798152".into(), "1769665409798153".into()],
+        scopes: Vec::new(),
+        secret_id: "douyin-leads/connections/pending-x".into(),
+        access_expires_at: now + Duration::days(1),
+        refresh_expires_at: now + Duration::days(30),
+        created_at: now,
+        expires_at: now + Duration::minutes(10),
+        confirmed: None,
+    };
+    assert!(store.get_pending(&grant.ticket_hash).await.unwrap().is_none());
+    store.put_pending(&grant).await.expect("put");
+    assert!(store.put_pending(&grant).await.is_err(), "a ticket is never reused");
+    assert_eq!(
+        store.get_pending(&grant.ticket_hash).await.unwrap().as_ref(),
+        Some(&grant)
+    );
+    let id = ConnectionId::from_stored("c_confirmed");
+    store.mark_confirmed(&grant.ticket_hash, &id).await.expect("confirm");
+    assert_eq!(
+        store.get_pending(&grant.ticket_hash).await.unwrap().unwrap().confirmed,
+        Some(id.clone())
+    );
+    store.delete_pending(&grant.ticket_hash).await.expect("delete");
+    assert!(store.get_pending(&grant.ticket_hash).await.unwrap().is_none());
+    store
+        .mark_confirmed(&grant.ticket_hash, &id)
+        .await
+        .expect("confirming what expired away is no error");
+    assert!(
+        store.get_pending(&grant.ticket_hash).await.unwrap().is_none(),
+        "and recreates nothing"
+    );
+    store
+        .delete_pending(&grant.ticket_hash)
+        .await
+        .expect("deleting twice is fine");
 }
 
 fn connection(tenant: &str, provider: Provider, external: &str) -> Connection {
@@ -196,6 +293,26 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, first.id);
     assert!(store.list(&b).await.expect("list").is_empty());
+
+    // A release by someone who does not hold the claim changes nothing; the holder's frees it.
+    store
+        .release(&b, Provider::Douyin, &external)
+        .await
+        .expect("release by another");
+    assert!(store.claim(&b, Provider::Douyin, &external).await.is_err(), "still a's");
+    store.release(&a, Provider::Douyin, &external).await.expect("release");
+    store
+        .release(&a, Provider::Douyin, &external)
+        .await
+        .expect("releasing twice is fine");
+    store
+        .claim(&b, Provider::Douyin, &external)
+        .await
+        .expect("a released account can be claimed by another tenant");
+    assert!(
+        store.get(&a, &first.id).await.expect("get").is_some(),
+        "the old tenant's connection row stays"
+    );
 }
 
 fn lead(tenant: &TenantId, connection: &ConnectionId, id: &str, phone: Option<&str>, minutes_ago: i64) -> LeadRecord {

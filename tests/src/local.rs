@@ -86,6 +86,9 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if let Err(e) = engine.sweep_pending_grants().await {
+                    tracing::warn!(error = %e, "sweeping expired pending grants failed");
+                }
                 if let Err(e) = fanout::schedule(&engine, None, None).await {
                     tracing::error!(error = %e, "local scheduled sync failed");
                 }
@@ -241,11 +244,23 @@ async fn download(
     }
 }
 
-/// `GET /local/done`: stands in for the frontend page the callback redirects to.
+/// `GET /local/done`: stands in for the frontend page the callback redirects to. A real frontend
+/// would now POST the ticket to `…/auth/confirm` with its user's JWT; this page shows how.
 async fn done(RawQuery(raw): RawQuery) -> Html<String> {
     let q = raw.unwrap_or_default();
-    let escaped = q.replace('&', "&amp;").replace('<', "&lt;");
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;");
+    let ticket = url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned());
+    let next = match ticket {
+        Some(t) => format!(
+            "<p>confirm it as the tenant that started the flow:</p><pre>curl -X POST -H \"Authorization: Bearer $TOKEN\" \\\n  -H 'content-type: application/json' -d '{{\"ticket\":\"{}\"}}' \\\n  \"$B/api/v1/lead/douyin/auth/confirm\"</pre>",
+            escape(&t)
+        ),
+        None => String::new(),
+    };
     Html(format!(
-        "<h1>back in the app</h1><p>callback outcome: <code>{escaped}</code></p>"
+        "<h1>back in the app</h1><p>callback outcome: <code>{}</code></p>{next}",
+        escape(&q)
     ))
 }

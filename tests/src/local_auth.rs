@@ -19,6 +19,7 @@ pub const ALL_SCOPES: &[&str] = &[
     "lead:douyin:leads:export",
     "lead:douyin:fans:sync",
     "lead:douyin:admin",
+    "lead:douyin:accounts:delete",
 ];
 
 #[derive(Clone)]

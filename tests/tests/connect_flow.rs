@@ -8,7 +8,7 @@ use devkit::moto;
 use devkit::sim::{Fault, Simulator};
 use serde_json::Value;
 use shared::aws::AwsClients;
-use shared::clock::SystemClock;
+use shared::clock::{Clock, SystemClock};
 use shared::domain::{ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
 use shared::http::route_not_found;
 use std::sync::Arc;
@@ -123,10 +123,65 @@ impl Harness {
         .await
     }
 
-    async fn connect_json(&self, tenant: &str, provider: Provider, account: &str) -> (u16, Value) {
+    /// The callback's own answer (JSON: no redirect target).
+    async fn callback_json(&self, tenant: &str, provider: Provider, account: &str) -> (u16, Value) {
         let callback = self.start(tenant, provider, account, None).await;
         let resp = self.get(&callback).await;
         (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// The whole flow: callback, then the confirmation by the same tenant; the last answer.
+    async fn connect_json(&self, tenant: &str, provider: Provider, account: &str) -> (u16, Value) {
+        let (status, body) = self.callback_json(tenant, provider, account).await;
+        if status != 200 {
+            return (status, body);
+        }
+        assert_eq!(body["data"]["status"], "PENDING_CONFIRMATION", "{body}");
+        self.confirm(tenant, body["data"]["ticket"].as_str().unwrap()).await
+    }
+
+    async fn confirm_with(&self, tenant: &str, scopes: &[&str], body: &str) -> (u16, Value) {
+        let token = self.jwt.mint(tenant, scopes, Duration::minutes(5));
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, auth_callback::CONFIRM_ROUTE))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn confirm(&self, tenant: &str, ticket: &str) -> (u16, Value) {
+        self.confirm_with(tenant, &[SCOPE], &serde_json::json!({ "ticket": ticket }).to_string())
+            .await
+    }
+
+    async fn disconnect(&self, tenant: &str, scopes: &[&str], id: &str) -> (u16, Value) {
+        let token = self.jwt.mint(tenant, scopes, Duration::minutes(5));
+        let resp = self
+            .http
+            .delete(format!("{}{}/accounts/{id}", self.base, leads_api::BASE))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// Secrets under the pending prefix, as Secrets Manager lists them.
+    async fn pending_secrets(&self) -> Vec<String> {
+        let prefix = shared::connect::pending_secret_prefix(&self.secret_prefix);
+        self.stores
+            .vault
+            .list_prefixed(&prefix, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.secret_id)
+            .collect()
     }
 }
 
@@ -168,11 +223,37 @@ async fn douyin_connect_flow_stores_tokens_and_the_connection() {
             .unwrap()
             .starts_with("https://app.example.com/connected?tab=1&")
     );
-    assert_eq!(params["status"], "success");
+    assert_eq!(params["status"], "pending_confirmation");
     assert_eq!(params["provider"], "douyin");
+    let ticket = params["ticket"].clone();
+    assert_eq!(ticket.len(), 64);
     let tenant = TenantId::new("tenant-a");
     let id = ConnectionId::derive(&tenant, Provider::Douyin, "open-a1");
-    assert_eq!(params["connectionId"], id.as_str());
+    assert!(
+        h.stores.connections.list(&tenant).await.unwrap().is_empty(),
+        "nothing is connected before the confirmation"
+    );
+    assert_eq!(
+        h.pending_secrets().await.len(),
+        1,
+        "the tokens wait in a pending secret"
+    );
+
+    let (status, body) = h.confirm("tenant-a", &ticket).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["connectionId"], id.as_str());
+    assert_eq!(body["data"]["status"], "ACTIVE");
+    assert_eq!(body["data"]["externalAccountId"], "open-a1");
+    assert!(
+        h.pending_secrets().await.is_empty(),
+        "the pending secret is gone once confirmed"
+    );
+    let (status, again) = h.confirm("tenant-a", &ticket).await;
+    assert_eq!(
+        (status, &again["data"]),
+        (200, &body["data"]),
+        "a replayed confirmation answers the same"
+    );
 
     let connection = h
         .stores
@@ -220,15 +301,18 @@ async fn douyin_connect_flow_stores_tokens_and_the_connection() {
 #[tokio::test]
 async fn oceanengine_connect_flow_keeps_the_advertiser_ids() {
     let h = harness().await;
-    let (status, body) = h
-        .connect_json("tenant-o", Provider::OceanEngine, "1769665409798152")
+    let (status, pending) = h
+        .callback_json("tenant-o", Provider::OceanEngine, "1769665409798152")
         .await;
+    assert_eq!(status, 200, "{pending}");
+    assert_eq!(pending["code"], 0);
+    assert_eq!(pending["data"]["status"], "PENDING_CONFIRMATION");
+    assert_eq!(pending["data"]["provider"], "oceanengine");
+    assert!(pending["data"]["expiresAt"].is_string());
+    let (status, body) = h.confirm("tenant-o", pending["data"]["ticket"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{body}");
     let data = &body["data"];
-    assert_eq!(body["code"], 0);
-    assert_eq!(data["message"], "授权成功");
-    assert_eq!(data["userId"], "tenant-o");
-    assert_eq!(data["douyinUserId"], "1769665409798152");
+    assert_eq!(data["externalAccountId"], "1769665409798152");
     assert_eq!(data["provider"], "oceanengine");
 
     let tenant = TenantId::new("tenant-o");
@@ -252,8 +336,9 @@ async fn oceanengine_connect_flow_keeps_the_advertiser_ids() {
     assert!(h.sim.oceanengine_refresh_token_valid(tokens.refresh_token.expose()));
     assert_eq!(tokens.advertiser_ids, vec!["1769665409798152"]);
     assert!(
-        !body.to_string().contains(tokens.access_token.expose()),
-        "no token in the response"
+        !body.to_string().contains(tokens.access_token.expose())
+            && !pending.to_string().contains(tokens.access_token.expose()),
+        "no token in the responses"
     );
     assert_no_secrets_logged(&h.sim);
 }
@@ -345,6 +430,10 @@ async fn another_tenants_account_cannot_be_claimed() {
         h.stores.vault.get_tokens(&would_be).await.unwrap().is_none(),
         "no tokens stored for a refused claim"
     );
+    assert!(
+        h.pending_secrets().await.is_empty(),
+        "the refused grant's tokens are discarded"
+    );
     assert_eq!(
         h.stores
             .connections
@@ -354,17 +443,138 @@ async fn another_tenants_account_cannot_be_claimed() {
             .len(),
         1
     );
+}
 
+/// The phishing the confirmation stops: tenant A sends its genuine consent link to a merchant
+/// of tenant B. The merchant consents and lands on the frontend under B's login: B's
+/// confirmation finds nothing, A holds no connection and no claim, and B can still connect
+/// its own account.
+#[tokio::test]
+async fn a_consent_link_forwarded_to_another_tenant_connects_nothing() {
+    let h = harness().await;
     let callback = h
         .start(
-            "tenant-2",
-            Provider::Douyin,
-            "open-shared",
-            Some("https://app.example.com/c"),
+            "tenant-attacker",
+            Provider::OceanEngine,
+            "1700000000000777",
+            Some("https://app.example.com/connected"),
         )
         .await;
     let params = redirect_params(&h.get(&callback).await);
-    assert_eq!(params["reason"], "account_conflict");
+    assert_eq!(params["status"], "pending_confirmation");
+    let attacker = TenantId::new("tenant-attacker");
+    assert!(
+        h.stores.connections.list(&attacker).await.unwrap().is_empty(),
+        "the callback alone connects nothing"
+    );
+
+    let (status, body) = h.confirm("tenant-victim", &params["ticket"]).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["errorCode"], "TICKET_NOT_FOUND");
+    let (status, unknown) = h.confirm("tenant-victim", &"0".repeat(64)).await;
+    assert_eq!(
+        (status, &unknown["message"]),
+        (404, &body["message"]),
+        "another tenant's ticket looks exactly like an unknown one"
+    );
+
+    let (status, body) = h
+        .connect_json("tenant-victim", Provider::OceanEngine, "1700000000000777")
+        .await;
+    assert_eq!(status, 200, "the merchant's own tenant can connect it: {body}");
+    let (status, body) = h.confirm("tenant-attacker", &params["ticket"]).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(h.stores.connections.list(&attacker).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_confirmation_needs_a_well_formed_ticket_and_the_scope() {
+    let h = harness().await;
+    for body in ["{}", "not json", r#"{"ticket":"abc"}"#, r#"{"ticket":"x","more":1}"#] {
+        let (status, answer) = h.confirm_with("tenant-c", &[SCOPE], body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (status, answer) = h
+        .confirm_with("tenant-c", &["lead:douyin:leads:view"], r#"{"ticket":"x"}"#)
+        .await;
+    assert_eq!((status, answer["errorCode"].as_str()), (403, Some("MISSING_SCOPE")));
+}
+
+/// A grant nobody confirms in time is refused and its tokens deleted, by the confirmation
+/// that comes too late or by the scheduler's sweep.
+#[tokio::test]
+async fn an_unconfirmed_grant_expires_and_its_secret_is_deleted() {
+    let h = harness().await;
+    let (_, late) = h.callback_json("tenant-x", Provider::Douyin, "open-x1").await;
+    let (_, forgotten) = h.callback_json("tenant-x", Provider::Douyin, "open-x2").await;
+    assert!(forgotten["data"]["ticket"].is_string());
+    assert_eq!(h.pending_secrets().await.len(), 2);
+
+    let later = Arc::new(shared::clock::ManualClock::new(Utc::now() + Duration::minutes(11)));
+    let config = shared::Config::from_lookup(|k| {
+        [
+            ("DOUYIN_CLIENT_KEY", "k"),
+            ("OCEANENGINE_APP_ID", "1"),
+            ("OAUTH_CALLBACK_URL", "https://api.example.com/cb"),
+            ("CONNECTION_SECRET_PREFIX", h.secret_prefix.as_str()),
+        ]
+        .iter()
+        .find(|(name, _)| *name == k)
+        .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let service = auth_callback::service(&config, h.stores.callback(), later.clone());
+    let err = service
+        .confirm
+        .confirm(&TenantId::new("tenant-x"), late["data"]["ticket"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(shared::http::ApiError::from(err).status.as_u16(), 410);
+    assert_eq!(h.pending_secrets().await.len(), 1, "the late grant's secret is deleted");
+
+    let ttl = Duration::from_std(config.oauth.pending_ttl).unwrap();
+    let swept = shared::connect::sweep::sweep_pending(h.stores.vault.as_ref(), &h.secret_prefix, ttl, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(swept, 0, "a grant within its time is kept");
+    let swept = shared::connect::sweep::sweep_pending(h.stores.vault.as_ref(), &h.secret_prefix, ttl, later.now())
+        .await
+        .unwrap();
+    assert_eq!(swept, 0, "a secret outlives its ticket by a grace period");
+    later.advance(Duration::minutes(2));
+    let swept = shared::connect::sweep::sweep_pending(h.stores.vault.as_ref(), &h.secret_prefix, ttl, later.now())
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(h.pending_secrets().await.is_empty());
+    assert!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-x"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Disconnecting gives the account up: another tenant may connect it afterwards. It needs the
+/// scope of its own.
+#[tokio::test]
+async fn disconnecting_releases_the_account_for_another_tenant() {
+    let h = harness().await;
+    let (status, body) = h.connect_json("tenant-old", Provider::Douyin, "open-moving").await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["connectionId"].as_str().unwrap().to_owned();
+
+    let (status, body) = h.disconnect("tenant-old", &[SCOPE], &id).await;
+    assert_eq!((status, body["errorCode"].as_str()), (403, Some("MISSING_SCOPE")));
+    let (status, body) = h.disconnect("tenant-old", &["lead:douyin:accounts:delete"], &id).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = h.connect_json("tenant-new", Provider::Douyin, "open-moving").await;
+    assert_eq!(status, 200, "the released account connects to another tenant: {body}");
+    let (status, body) = h.connect_json("tenant-old", Provider::Douyin, "open-moving").await;
+    assert_eq!(status, 409, "and is now that tenant's: {body}");
 }
 
 #[tokio::test]

@@ -431,6 +431,18 @@ impl shared::store::TokenVault for FlakyVault {
     async fn schedule_deletion(&self, id: &str) -> Result<(), shared::store::StoreError> {
         self.inner.schedule_deletion(id).await
     }
+
+    async fn delete_now(&self, id: &str) -> Result<(), shared::store::StoreError> {
+        self.inner.delete_now(id).await
+    }
+
+    async fn list_prefixed(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<shared::store::VaultEntry>, shared::store::StoreError> {
+        self.inner.list_prefixed(prefix, limit).await
+    }
 }
 
 #[tokio::test]

@@ -166,6 +166,14 @@ impl shared::store::ConnectionStore for Unreadable {
             "injected: unavailable",
         ))
     }
+    async fn release(
+        &self,
+        _: &TenantId,
+        _: shared::domain::Provider,
+        _: &str,
+    ) -> Result<(), shared::store::StoreError> {
+        Err(shared::store::StoreError::new("release", "injected: unavailable"))
+    }
 }
 
 #[tokio::test]

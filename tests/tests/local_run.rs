@@ -64,10 +64,29 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         assert_eq!(back.status(), 302);
         let done = back.headers()["location"].to_str().unwrap().to_owned();
         assert!(
-            done.starts_with(&format!("{base}/local/done?status=success&connectionId=c_")),
+            done.starts_with(&format!("{base}/local/done?status=pending_confirmation&ticket=")),
             "{done}"
         );
         assert_eq!(http.get(&done).send().await.unwrap().status(), 200);
+        // The frontend confirms the ticket with its user's JWT (README walk-through step 4).
+        let ticket = url::Url::parse(&done)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "ticket")
+            .map(|(_, v)| v.into_owned())
+            .expect("a ticket");
+        let confirmed: Value = http
+            .post(format!("{base}/api/v1/lead/douyin/auth/confirm"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "ticket": ticket }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(confirmed["data"]["status"], "ACTIVE", "{confirmed}");
+        assert_eq!(confirmed["data"]["provider"], provider);
     }
 
     let list: Value = get_json(&http, format!("{base}/local/connections"), &token).await;

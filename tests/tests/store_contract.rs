@@ -24,6 +24,18 @@ async fn embedded_state_store_meets_the_contract() {
 }
 
 #[tokio::test]
+async fn embedded_pending_grants_meet_the_contract() {
+    contract::pending_grants(&MemoryStateStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_pending_grants_meet_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::pending_grants(&DynamoStateStore::new(aws.dynamodb, tables.oauth_states)).await;
+}
+
+#[tokio::test]
 async fn embedded_token_vault_meets_the_contract() {
     contract::token_vault(&MemoryTokenVault::new(creds())).await;
 }

@@ -44,6 +44,7 @@ fn setup() -> Setup {
     }));
     let stores = auth_callback::Stores {
         states: states.clone(),
+        pending: states.clone(),
         vault: vault.clone(),
         credentials: vault,
         connections: connections.clone(),

@@ -82,6 +82,10 @@ pub async fn handle(
 ) -> Result<Value, HandlerError> {
     match classify(event)? {
         Invocation::Schedule => {
+            // Housekeeping first and best effort: a failed sweep is retried next tick.
+            if let Err(e) = engine.sweep_pending_grants().await {
+                tracing::warn!(error = %e, "sweeping expired pending grants failed");
+            }
             let report = fanout::schedule(engine, queue, deadline).await?;
             Ok(
                 json!({"due": report.due, "queued": report.queued, "completed": report.completed,

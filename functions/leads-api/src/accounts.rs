@@ -1,7 +1,7 @@
 //! The tenant's connections: listing them with their sync health, and disconnecting one.
 
 use crate::tasks::connection_not_found;
-use crate::{Api, SCOPE_CONNECT, SCOPE_VIEW, internal, plausible_id};
+use crate::{Api, SCOPE_DISCONNECT, SCOPE_VIEW, internal, plausible_id};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
@@ -35,13 +35,14 @@ pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result
 }
 
 /// `DELETE /accounts/{connectionId}`: no more syncs, the token secret scheduled for deletion,
-/// the leads kept. Disconnecting twice is fine.
+/// the account's claim released (another tenant may connect it now), the leads kept.
+/// Disconnecting twice is fine.
 pub(crate) async fn disconnect(
     State(api): Api,
     identity: Identity,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    identity.require(SCOPE_CONNECT)?;
+    identity.require(SCOPE_DISCONNECT)?;
     if !plausible_id(&id, "c_") {
         return Err(connection_not_found());
     }
@@ -60,6 +61,10 @@ pub(crate) async fn disconnect(
     if !disabled {
         return Err(connection_not_found());
     }
+    api.connections
+        .release(&identity.tenant, connection.provider, &connection.external_account_id)
+        .await
+        .map_err(|e| internal("release account", &e))?;
     // 来客 connections read with the app token and have no secret of their own.
     if !connection.secret_id.is_empty() {
         api.vault

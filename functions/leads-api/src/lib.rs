@@ -14,7 +14,6 @@ pub mod tasks;
 pub mod view;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
 use shared::clock::Clock;
@@ -31,11 +30,11 @@ pub const SCOPE_PHONE: &str = "lead:douyin:leads:phone";
 pub const SCOPE_EDIT: &str = "lead:douyin:leads:edit";
 pub const SCOPE_EXPORT: &str = "lead:douyin:leads:export";
 pub const SCOPE_SYNC: &str = "lead:douyin:fans:sync";
-/// Connecting and disconnecting accounts share one scope.
-pub const SCOPE_CONNECT: &str = "lead:douyin:auth:get_url";
+/// Disconnecting gives an account up (its claim released), so it has a scope of its own.
+pub const SCOPE_DISCONNECT: &str = "lead:douyin:accounts:delete";
 pub const MAX_NOTES_CHARS: usize = 2000;
 /// PATCH bodies are a status, notes and a version: anything bigger is not one.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub use shared::http::body::MAX_BODY_BYTES;
 
 pub struct LeadsApi {
     pub leads: Arc<dyn LeadStore>,
@@ -104,15 +103,4 @@ pub(crate) fn actor(identity: &Identity) -> String {
     identity.subject.clone().unwrap_or_else(|| identity.tenant.to_string())
 }
 
-/// Reads a small JSON body; every problem is a 400 on `body`.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::bad_request(
-            "BODY_TOO_LARGE",
-            "body",
-            format!("the body may be at most {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("INVALID_JSON", "body", format!("the body does not fit this route: {e}")))
-}
+pub(crate) use shared::http::json_body;

@@ -573,15 +573,18 @@ async fn registering_accounts_needs_the_admin_scope_and_a_well_formed_body() {
         );
     }
     let (status, body) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |e| {
-        scopes(e, &["lead:douyin:auth:get_url"])
+        scopes(e, &["lead:douyin:accounts:delete"])
     })
     .await;
     assert_eq!(
         (status, body["errorCode"].as_str()),
         (404, Some("CONNECTION_NOT_FOUND"))
     );
-    let (status, _) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |_| {}).await;
-    assert_eq!(status, 403, "disconnecting needs lead:douyin:auth:get_url");
+    let (status, _) = call(&app, "DELETE", "/accounts/c_nobody", "", None, |e| {
+        scopes(e, &["lead:douyin:auth:get_url", "lead:douyin:admin"])
+    })
+    .await;
+    assert_eq!(status, 403, "disconnecting needs lead:douyin:accounts:delete");
 }
 
 #[tokio::test]
@@ -600,7 +603,7 @@ async fn ids_that_cannot_exist_are_not_found_without_a_lookup() {
                 &[
                     "lead:douyin:leads:view",
                     "lead:douyin:fans:sync",
-                    "lead:douyin:auth:get_url",
+                    "lead:douyin:accounts:delete",
                 ],
             )
         })

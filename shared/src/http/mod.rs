@@ -1,12 +1,14 @@
 //! What every HTTP function shares: the `{code, message, data}` envelope, the error type that maps
 //! onto it, the caller's identity from the JWT authorizer, and strict query parsing.
 
+pub mod body;
 pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod lambda_body;
 pub mod query;
 
+pub use body::json_body;
 pub use envelope::ok;
 pub use error::ApiError;
 pub use identity::Identity;

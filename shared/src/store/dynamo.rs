@@ -1,9 +1,11 @@
 //! DynamoDB adapters. Uniqueness and single use are enforced by conditional writes, never by a
 //! read followed by a write.
 
-use super::attr::{Item, get_consistent, get_list, get_opt_s, get_s, get_time, list, n, s, sdk_error, time};
-use super::{ClaimError, ConnectionStore, StateError, StateStore, StoreError};
-use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Provider, TenantId};
+use super::attr::{
+    Item, get_consistent, get_list, get_opt_s, get_s, get_time, is_condition_failed, list, n, s, sdk_error, time,
+};
+use super::{ClaimError, ConnectionStore, PendingGrantStore, StateError, StateStore, StoreError};
+use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, PendingGrant, Provider, TenantId};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -86,6 +88,100 @@ impl StateStore for DynamoStateStore {
             return Err(StateError::Expired);
         }
         Ok(found)
+    }
+}
+
+/// Pending grants share the states table (and its TTL); their keys cannot meet a state's 64 hex.
+fn pending_key(ticket_hash: &str) -> AttributeValue {
+    s(format!("pending#{ticket_hash}"))
+}
+
+#[async_trait]
+impl PendingGrantStore for DynamoStateStore {
+    async fn put_pending(&self, g: &PendingGrant) -> Result<(), StoreError> {
+        let item = Item::from([
+            ("state".to_owned(), pending_key(&g.ticket_hash)),
+            ("ticketHash".to_owned(), s(&g.ticket_hash)),
+            ("tenant".to_owned(), s(g.tenant.as_str())),
+            ("provider".to_owned(), s(g.provider.as_str())),
+            ("externalAccountId".to_owned(), s(&g.external_account_id)),
+            ("advertiserIds".to_owned(), list(&g.advertiser_ids)),
+            ("scopes".to_owned(), list(&g.scopes)),
+            ("secretId".to_owned(), s(&g.secret_id)),
+            ("accessExpiresAt".to_owned(), time(g.access_expires_at)),
+            ("refreshExpiresAt".to_owned(), time(g.refresh_expires_at)),
+            ("createdAt".to_owned(), time(g.created_at)),
+            ("expiresAt".to_owned(), time(g.expires_at)),
+            ("status".to_owned(), s("PENDING_CONFIRMATION")),
+            ("ttl".to_owned(), n(g.expires_at.timestamp())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", "state")
+            .send()
+            .await
+            .map_err(|e| sdk_error("create pending grant", e))?;
+        Ok(())
+    }
+
+    async fn get_pending(&self, ticket_hash: &str) -> Result<Option<PendingGrant>, StoreError> {
+        let key = Item::from([("state".to_owned(), pending_key(ticket_hash))]);
+        let Some(item) = get_consistent(&self.client, &self.table, key, "get pending grant").await? else {
+            return Ok(None);
+        };
+        let provider = get_s(&item, "provider")?;
+        Ok(Some(PendingGrant {
+            ticket_hash: get_s(&item, "ticketHash")?,
+            tenant: TenantId::new(get_s(&item, "tenant")?),
+            provider: Provider::parse(&provider)
+                .ok_or_else(|| StoreError::new("decode pending grant", format!("unknown provider {provider}")))?,
+            external_account_id: get_s(&item, "externalAccountId")?,
+            advertiser_ids: get_list(&item, "advertiserIds"),
+            scopes: get_list(&item, "scopes"),
+            secret_id: get_s(&item, "secretId")?,
+            access_expires_at: get_time(&item, "accessExpiresAt")?,
+            refresh_expires_at: get_time(&item, "refreshExpiresAt")?,
+            created_at: get_time(&item, "createdAt")?,
+            expires_at: get_time(&item, "expiresAt")?,
+            confirmed: get_opt_s(&item, "connectionId").map(ConnectionId::from_stored),
+        }))
+    }
+
+    async fn mark_confirmed(&self, ticket_hash: &str, connection: &ConnectionId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("state", pending_key(ticket_hash))
+            .update_expression("SET #status = :confirmed, #cid = :cid")
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#k", "state")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#cid", "connectionId")
+            .expression_attribute_values(":confirmed", s("CONFIRMED"))
+            .expression_attribute_values(":cid", s(connection.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired away meanwhile: the connection stands; only the replay record is gone.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error("confirm pending grant", e)),
+        }
+    }
+
+    async fn delete_pending(&self, ticket_hash: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("state", pending_key(ticket_hash))
+            .send()
+            .await
+            .map_err(|e| sdk_error("delete pending grant", e))?;
+        Ok(())
     }
 }
 
@@ -198,6 +294,31 @@ impl ConnectionStore for DynamoConnectionStore {
                 Err(owned_elsewhere(provider, external))
             }
             Err(e) => Err(sdk_error("claim account", e).into()),
+        }
+    }
+
+    async fn release(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(claim_pk(provider, external)))
+            .key("sk", s(CLAIM_SK))
+            .condition_expression("#tenant = :tenant")
+            .expression_attribute_names("#tenant", "tenant")
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Released already, or claimed by someone else since: nothing of ours to give up.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error("release account", e)),
         }
     }
 

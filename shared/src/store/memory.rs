@@ -1,11 +1,11 @@
 //! Embedded stores: the same semantics as the AWS adapters, held in process memory.
 
 use super::{
-    AppCredentialsSource, ClaimError, ConnectionStore, Lease, RunRecord, StateError, StateStore, StoreError, SyncInfo,
-    SyncLedger, TokenVault, token_codec,
+    AppCredentialsSource, ClaimError, ConnectionStore, Lease, PendingGrantStore, RunRecord, StateError, StateStore,
+    StoreError, SyncInfo, SyncLedger, TokenVault, VaultEntry, token_codec,
 };
 use crate::domain::ConnectionStatus;
-use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
+use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, PendingGrant, Provider, TenantId, TokenSet};
 use crate::lead::LeadSource;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,35 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct MemoryStateStore {
     states: Mutex<HashMap<String, OAuthState>>,
+    pending: Mutex<HashMap<String, PendingGrant>>,
+}
+
+#[async_trait]
+impl PendingGrantStore for MemoryStateStore {
+    async fn put_pending(&self, grant: &PendingGrant) -> Result<(), StoreError> {
+        let mut pending = lock(&self.pending);
+        if pending.contains_key(&grant.ticket_hash) {
+            return Err(StoreError::new("create pending grant", "ticket already exists"));
+        }
+        pending.insert(grant.ticket_hash.clone(), grant.clone());
+        Ok(())
+    }
+
+    async fn get_pending(&self, ticket_hash: &str) -> Result<Option<PendingGrant>, StoreError> {
+        Ok(lock(&self.pending).get(ticket_hash).cloned())
+    }
+
+    async fn mark_confirmed(&self, ticket_hash: &str, connection: &ConnectionId) -> Result<(), StoreError> {
+        if let Some(grant) = lock(&self.pending).get_mut(ticket_hash) {
+            grant.confirmed = Some(connection.clone());
+        }
+        Ok(())
+    }
+
+    async fn delete_pending(&self, ticket_hash: &str) -> Result<(), StoreError> {
+        lock(&self.pending).remove(ticket_hash);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -45,6 +74,7 @@ impl StateStore for MemoryStateStore {
 /// Keeps every version of every secret, newest last, as Secrets Manager keeps AWSPREVIOUS.
 pub struct MemoryTokenVault {
     secrets: Mutex<HashMap<String, Vec<String>>>,
+    created: Mutex<HashMap<String, DateTime<Utc>>>,
     credentials: Arc<AppCredentials>,
 }
 
@@ -52,6 +82,7 @@ impl MemoryTokenVault {
     pub fn new(credentials: AppCredentials) -> Self {
         Self {
             secrets: Mutex::default(),
+            created: Mutex::default(),
             credentials: Arc::new(credentials),
         }
     }
@@ -65,6 +96,7 @@ impl MemoryTokenVault {
 #[async_trait]
 impl TokenVault for MemoryTokenVault {
     async fn put_tokens(&self, secret_id: &str, tokens: &TokenSet) -> Result<(), StoreError> {
+        lock(&self.created).entry(secret_id.to_owned()).or_insert_with(Utc::now);
         lock(&self.secrets)
             .entry(secret_id.to_owned())
             .or_default()
@@ -79,7 +111,26 @@ impl TokenVault for MemoryTokenVault {
 
     async fn schedule_deletion(&self, secret_id: &str) -> Result<(), StoreError> {
         lock(&self.secrets).remove(secret_id);
+        lock(&self.created).remove(secret_id);
         Ok(())
+    }
+
+    async fn delete_now(&self, secret_id: &str) -> Result<(), StoreError> {
+        self.schedule_deletion(secret_id).await
+    }
+
+    async fn list_prefixed(&self, prefix: &str, limit: usize) -> Result<Vec<VaultEntry>, StoreError> {
+        let mut entries: Vec<VaultEntry> = lock(&self.created)
+            .iter()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .map(|(id, at)| VaultEntry {
+                secret_id: id.clone(),
+                created_at: *at,
+            })
+            .collect();
+        entries.sort_by_key(|e| e.created_at);
+        entries.truncate(limit);
+        Ok(entries)
     }
 }
 
@@ -151,6 +202,15 @@ impl ConnectionStore for MemoryConnectionStore {
             .filter(|c| &c.tenant == tenant)
             .cloned()
             .collect())
+    }
+
+    async fn release(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<(), StoreError> {
+        let mut inner = lock(&self.inner);
+        let key = (provider, external.to_owned());
+        if inner.claims.get(&key) == Some(tenant) {
+            inner.claims.remove(&key);
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ pub mod memory_leads;
 pub mod secrets;
 pub mod token_codec;
 
-use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, Provider, TenantId, TokenSet};
+use crate::domain::{AppCredentials, Connection, ConnectionId, OAuthState, PendingGrant, Provider, TenantId, TokenSet};
 use crate::lead::{HistoryEntry, LeadId, LeadRecord, LeadSource, LeadStatus, StoredLead};
 use crate::read_model::Partition;
 use crate::task::SyncTask;
@@ -68,6 +68,25 @@ pub trait StateStore: Send + Sync {
     async fn consume(&self, state: &str, now: DateTime<Utc>) -> Result<OAuthState, StateError>;
 }
 
+/// Consents waiting for their confirmation, kept beside the OAuth states (and expired by the
+/// same TTL; the reader checks `expires_at` itself, as TTL deletes late).
+#[async_trait]
+pub trait PendingGrantStore: Send + Sync {
+    /// Records a new pending grant; a ticket is never reused.
+    async fn put_pending(&self, grant: &PendingGrant) -> Result<(), StoreError>;
+    async fn get_pending(&self, ticket_hash: &str) -> Result<Option<PendingGrant>, StoreError>;
+    /// It became `connection`; the record stays until it expires so a replay finds it.
+    async fn mark_confirmed(&self, ticket_hash: &str, connection: &ConnectionId) -> Result<(), StoreError>;
+    async fn delete_pending(&self, ticket_hash: &str) -> Result<(), StoreError>;
+}
+
+/// A secret's name and when it was created, as a listing shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultEntry {
+    pub secret_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Connection tokens, one secret per connection, each write a new version.
 #[async_trait]
 pub trait TokenVault: Send + Sync {
@@ -77,6 +96,13 @@ pub trait TokenVault: Send + Sync {
     /// The connection is gone: its secret is deleted after the recovery window (Secrets
     /// Manager's 7 days at the shortest), so a mistaken disconnect can still be undone.
     async fn schedule_deletion(&self, secret_id: &str) -> Result<(), StoreError>;
+
+    /// Deletes the secret at once, without a recovery window: a pending grant nobody confirmed.
+    /// Deleting a missing secret is fine.
+    async fn delete_now(&self, secret_id: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` secrets whose name starts with `prefix` (the sweep of expired pending grants).
+    async fn list_prefixed(&self, prefix: &str, limit: usize) -> Result<Vec<VaultEntry>, StoreError>;
 }
 
 /// The deployment's app credentials, read once per container.
@@ -103,6 +129,11 @@ pub trait ConnectionStore: Send + Sync {
     async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
+
+    /// Gives the account up (a disconnect): another tenant may claim it from now on. Only
+    /// `tenant`'s own claim is removed; releasing twice, or what is not ours, changes nothing.
+    async fn release(&self, tenant: &TenantId, provider: Provider, external_account_id: &str)
+    -> Result<(), StoreError>;
 }
 
 /// What one batch upsert did.

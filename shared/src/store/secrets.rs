@@ -1,7 +1,7 @@
 //! Secrets Manager adapters: one secret per connection (each write a new version, so the previous
 //! stays readable as AWSPREVIOUS), and the app credentials read once per container.
 
-use super::{AppCredentialsSource, StoreError, TokenVault, token_codec};
+use super::{AppCredentialsSource, StoreError, TokenVault, VaultEntry, token_codec};
 use crate::domain::{AppCredentials, TokenSet};
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -101,6 +101,68 @@ impl TokenVault for SecretsManagerVault {
                 Ok(())
             }
             Err(e) => Err(StoreError::new("delete connection secret", DisplayErrorContext(e))),
+        }
+    }
+
+    async fn delete_now(&self, secret_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(secret_id)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::new("delete pending secret", DisplayErrorContext(e))),
+        }
+    }
+
+    async fn list_prefixed(&self, prefix: &str, limit: usize) -> Result<Vec<VaultEntry>, StoreError> {
+        let filter = aws_sdk_secretsmanager::types::Filter::builder()
+            .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+            .values(prefix)
+            .build();
+        let mut entries = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_secrets()
+                .filters(filter.clone())
+                .max_results(100)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::new("list secrets", DisplayErrorContext(e)))?;
+            for secret in out.secret_list() {
+                // The name filter matches prefixes case-insensitively; ours are exact.
+                let (Some(name), Some(created)) = (secret.name(), secret.created_date()) else {
+                    continue;
+                };
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                let created_at =
+                    chrono::DateTime::from_timestamp(created.secs(), created.subsec_nanos()).unwrap_or_default();
+                entries.push(VaultEntry {
+                    secret_id: name.to_owned(),
+                    created_at,
+                });
+                if entries.len() >= limit {
+                    return Ok(entries);
+                }
+            }
+            match out.next_token {
+                Some(token) if !token.is_empty() => next = Some(token),
+                _ => return Ok(entries),
+            }
         }
     }
 

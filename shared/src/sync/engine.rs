@@ -32,6 +32,8 @@ pub struct SyncEngine {
     pub(super) tokens: TokenKeeper,
     pub(super) limits: PlatformLimits,
     pub(super) clock: Arc<dyn Clock>,
+    /// Where pending grants keep their tokens, and how long they wait: the tick's sweep.
+    pub(super) pending: (String, Duration),
 }
 
 /// Per-platform token buckets, shared by every connection a container syncs.

@@ -126,7 +126,18 @@ impl SyncEngine {
             config: sync.clone(),
             stores,
             clock,
+            pending: (
+                config.secrets.connection_prefix.clone(),
+                chrono(config.oauth.pending_ttl),
+            ),
         }
+    }
+
+    /// Discards the pending grants nobody confirmed in time (the scheduler's tick does this
+    /// besides fanning out syncs).
+    pub async fn sweep_pending_grants(&self) -> Result<u32, crate::store::StoreError> {
+        let (prefix, ttl) = &self.pending;
+        crate::connect::sweep::sweep_pending(self.stores.vault.as_ref(), prefix, *ttl, self.clock.now()).await
     }
 
     pub fn config(&self) -> &crate::config::SyncConfig {
