@@ -16,8 +16,19 @@ pub struct Config {
     pub feiyu: FeiyuConfig,
     pub sync: SyncConfig,
     pub read: ReadConfig,
+    pub function: FunctionConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
+}
+
+/// What the function knows of its own limits.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// The function's `Timeout` (`FUNCTION_TIMEOUT_SECS`, which the template sets from the same
+    /// value): at cold start, one platform call with all its retries must fit in it.
+    pub timeout: Option<Duration>,
+    /// Kept back from the invocation's deadline to write the answer.
+    pub response_reserve: Duration,
 }
 
 /// The lead API's read limits: every call stays within them whatever a tenant's size.
@@ -312,8 +323,30 @@ impl Config {
                     .optional("LEADS_CURSOR_KEY")
                     .unwrap_or_else(|| format!("cursor:{}", r.name("LEADS_TABLE", "douyin-leads-leads"))),
             },
+            function: FunctionConfig {
+                timeout: r
+                    .optional("FUNCTION_TIMEOUT_SECS")
+                    .map(|_| r.secs("FUNCTION_TIMEOUT_SECS", 10, 1..=900)),
+                response_reserve: r.millis("FUNCTION_RESPONSE_RESERVE_MS", 500, 0..=10_000),
+            },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };
+        if let Some(timeout) = config.function.timeout {
+            let needed = config.http.worst_call() + config.function.response_reserve;
+            if needed > timeout {
+                r.problems.push(format!(
+                    "FUNCTION_TIMEOUT_SECS: the function times out after {} s, but one platform call may take {:.1} s \
+                     (HTTP_MAX_ATTEMPTS {} x HTTP_TIMEOUT_MS {} plus backoff up to HTTP_RETRY_MAX_MS) and \
+                     FUNCTION_RESPONSE_RESERVE_MS {} is kept to answer: raise the function's Timeout in \
+                     template.yaml (and FUNCTION_TIMEOUT_SECS with it) or lower the retry settings",
+                    timeout.as_secs(),
+                    needed.as_secs_f64(),
+                    config.http.max_attempts,
+                    config.http.timeout.as_millis(),
+                    config.function.response_reserve.as_millis(),
+                ));
+            }
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -531,6 +564,25 @@ pub(crate) mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
+    }
+
+    #[test]
+    fn a_function_timeout_that_cannot_hold_one_platform_call_is_refused() {
+        let mut env = minimal_env();
+        // 3 attempts of 5 s plus backoff (0.2 s + 0.4 s) and 0.5 s to answer: 16.1 s.
+        env.insert("FUNCTION_TIMEOUT_SECS", "10");
+        let text = load(&env).unwrap_err().to_string();
+        assert!(
+            text.contains("FUNCTION_TIMEOUT_SECS") && text.contains("16.1 s"),
+            "{text}"
+        );
+        env.insert("FUNCTION_TIMEOUT_SECS", "20");
+        assert_eq!(load(&env).unwrap().function.timeout, Some(Duration::from_secs(20)));
+        env.insert("HTTP_TIMEOUT_MS", "2000");
+        env.insert("FUNCTION_TIMEOUT_SECS", "10");
+        assert!(load(&env).is_ok(), "fewer retry seconds fit a shorter timeout");
+        env.remove("FUNCTION_TIMEOUT_SECS");
+        assert!(load(&env).unwrap().function.timeout.is_none(), "unknown outside Lambda");
     }
 
     #[test]

@@ -104,8 +104,12 @@ pub struct SyncTask {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why it did not fully succeed, for people; never infrastructure detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The same, for code: a stable code (`PLATFORM_ERROR`, `STORAGE_FAILED`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
     /// After this the task may disappear (DynamoDB TTL).
     pub expires_at: DateTime<Utc>,
 }
@@ -132,8 +136,15 @@ impl SyncTask {
             started_at: None,
             finished_at: None,
             error: None,
+            error_code: None,
             expires_at: now + ttl,
         }
+    }
+
+    /// Records why the task did not fully succeed (`None`: it did).
+    pub fn set_failure(&mut self, failure: Option<crate::failure::Failure>) {
+        self.error_code = failure.as_ref().map(|f| f.code.to_owned());
+        self.error = failure.map(|f| f.message);
     }
 
     pub fn totals(&self) -> SourceCounts {

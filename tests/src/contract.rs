@@ -122,7 +122,7 @@ pub async fn token_vault(vault: &dyn TokenVault) {
         vault.put_tokens(id, &first).await.expect("create pending secret");
     }
     vault
-        .put_tokens(&format!("{prefix}"), &first)
+        .put_tokens(&prefix.to_string(), &first)
         .await
         .expect("a secret named the prefix itself");
     let mut listed: Vec<String> = vault
@@ -501,7 +501,7 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
                 task_id: "task-2".into(),
                 at: t0,
                 succeeded: false,
-                error: Some("boom".into()),
+                failure: Some(shared::failure::Failure::deadline()),
                 created: 3,
             },
         )
@@ -509,21 +509,27 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
         .unwrap();
     let info = ledger.sync_info(&tenant, &c.id).await.unwrap();
     assert_eq!(
-        (info.last_sync_at, info.last_success_at, info.last_error.as_deref()),
-        (Some(t0), None, Some("boom"))
+        (info.last_sync_at, info.last_success_at, info.last_error_code.as_deref()),
+        (Some(t0), None, Some("DEADLINE_REACHED"))
     );
+    assert_eq!(info.last_error, Some(shared::failure::Failure::deadline().message));
     let second = RunRecord {
         task_id: "task-3".into(),
         at: t0,
         succeeded: true,
-        error: None,
+        failure: None,
         created: 4,
     };
     ledger.record_run(&tenant, &c.id, &second).await.unwrap();
     let info = ledger.sync_info(&tenant, &c.id).await.unwrap();
     assert_eq!(
-        (info.lead_count, info.last_error, info.last_success_at),
-        (7, None, Some(t0)),
+        (
+            info.lead_count,
+            info.last_error,
+            info.last_error_code,
+            info.last_success_at
+        ),
+        (7, None, None, Some(t0)),
         "counts add up"
     );
 

@@ -427,3 +427,80 @@ async fn feiyu_and_laike_accounts_are_verified_with_one_pull_before_they_are_sav
     let (_, body) = api.call(&tenant, "GET", "/leads", None).await;
     assert_eq!(body["data"]["total"], 20);
 }
+
+/// The lead API's 来客 check and the sync engine share the container's one app token: the
+/// engine renewing it must not leave the API holding a token the platform retires 5 minutes
+/// later (fact sheet §1.5), which answered a valid account with 400 LAIKE_REJECTED.
+#[tokio::test]
+async fn a_laike_registration_works_after_the_engine_renewed_the_app_token() {
+    let h = SyncHarness::embedded(&[]).await;
+    let api = api(&h, Arc::new(devkit::sync_requests::RecordedSyncRequests::default()));
+    let tenant = devkit::moto::unique("tenant");
+    for account in ["7343082414312371111", "7343082414312372222"] {
+        h.sim.seed_leads(SimSource::Laike, account, 3, Duration::days(2));
+    }
+    let register = |account: &'static str| {
+        let api = &api;
+        let tenant = tenant.clone();
+        async move {
+            api.call(
+                &tenant,
+                "POST",
+                "/accounts/laike",
+                Some(json!({ "accountId": account })),
+            )
+            .await
+        }
+    };
+    let (status, body) = register("7343082414312371111").await;
+    assert_eq!(status, 201, "{body}");
+    let report = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert_eq!(report.completed, 1, "the engine synced with the app token");
+    // Past the previous token's grace: a token held by anyone but the newest holder is dead now.
+    h.sim.advance(Duration::minutes(6));
+    let (status, body) = register("7343082414312372222").await;
+    assert_eq!(status, 201, "one token keeper per container: {body}");
+    assert_eq!(
+        h.sim.requests_to("/oauth/client_token/"),
+        1,
+        "one token issued for both callers"
+    );
+}
+
+/// A token retired by another container (or expired early) is renewed once and the call made
+/// again, by every caller: the registration check, a page of a sync, a phone retry.
+#[tokio::test]
+async fn a_rejected_app_token_is_renewed_once_and_the_call_retried() {
+    let h = SyncHarness::embedded(&[]).await;
+    let api = api(&h, Arc::new(devkit::sync_requests::RecordedSyncRequests::default()));
+    let tenant = devkit::moto::unique("tenant");
+    for account in ["7343082414313331111", "7343082414313332222"] {
+        h.sim.seed_leads(SimSource::Laike, account, 5, Duration::days(2));
+    }
+    let (status, body) = api
+        .call(
+            &tenant,
+            "POST",
+            "/accounts/laike",
+            Some(json!({"accountId": "7343082414313331111"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    h.sim.expire_access_tokens();
+    let (status, body) = api
+        .call(
+            &tenant,
+            "POST",
+            "/accounts/laike",
+            Some(json!({"accountId": "7343082414313332222"})),
+        )
+        .await;
+    assert_eq!(status, 201, "a rejected token is renewed and the check retried: {body}");
+
+    h.sim.expire_access_tokens();
+    let report = shared::sync::fanout::schedule(&h.engine(), None, None).await.unwrap();
+    assert_eq!((report.due, report.completed), (2, 2), "{report:?}");
+    let (_, body) = api.call(&tenant, "GET", "/leads", None).await;
+    assert_eq!(body["data"]["total"], 10, "no page was lost to the rejected token");
+}

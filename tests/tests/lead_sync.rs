@@ -590,9 +590,10 @@ impl shared::store::LeadStore for ThrottledLeads {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<shared::store::UpsertReport, shared::store::StoreError> {
         if take_one(&self.failures) {
+            // What the SDK says is what a store error carries: names of our infrastructure.
             return Err(shared::store::StoreError::new(
                 "batch write leads",
-                "injected: throughput exceeded",
+                "injected: ProvisionedThroughputExceededException on arn:aws:dynamodb:ap-southeast-1:123456789012:table/prod-douyin-leads",
             ));
         }
         self.inner.upsert(tenant, leads, now).await
@@ -705,4 +706,51 @@ async fn dynamodb_throttling_loses_no_lead() {
     let task = h.sync(&throttled, &connection).await;
     assert_eq!(task.status, TaskStatus::Completed);
     assert_exactly_the_platforms_leads(&h, &t, SimSource::OceanEngineClue, &account).await;
+}
+
+/// A task and a connection show a stable code and a message written for callers; the store's
+/// text (table names, ARNs) and our decoder's text stay in the log.
+#[tokio::test]
+async fn task_and_account_errors_carry_a_code_and_no_infrastructure_detail() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let t = tenant();
+    let (connection, _) = connected(&h, &t, SimSource::OceanEngineClue, 30).await;
+    let task = shared::task::SyncTask::new(
+        shared::task::new_task_id(),
+        t.clone(),
+        connection.id.clone(),
+        shared::task::Trigger::Manual,
+        shared::task::Strategy::Incremental,
+        chrono::Utc::now(),
+        chrono::Duration::days(1),
+    );
+    h.stores.tasks.put(&task).await.unwrap();
+    let mut stores = h.stores.sync();
+    stores.leads = std::sync::Arc::new(ThrottledLeads {
+        inner: h.stores.leads.clone(),
+        failures: 1.into(),
+    });
+    let request = SyncRequest {
+        task_id: Some(task.task_id.clone()),
+        ..SyncRequest::scheduled(&connection)
+    };
+    assert!(h.engine_with(stores).run(request, None).await.is_err());
+    let failed = h.stores.tasks.get(&t, &task.task_id).await.unwrap().unwrap();
+    assert_eq!(failed.error_code.as_deref(), Some("STORAGE_FAILED"));
+    let text = serde_json::to_string(&failed).unwrap();
+    assert!(
+        !text.contains("arn:") && !text.contains("table/") && !text.contains("Exception"),
+        "{text}"
+    );
+
+    // Garbage from the platform on every attempt: the account says so, without the decoder's text.
+    h.sim
+        .push_faults(std::iter::repeat_n(devkit::sim::Fault::MalformedJson, 3));
+    let ended = h.sync(&h.engine(), &connection).await;
+    assert_eq!(ended.error_code.as_deref(), Some("PLATFORM_ERROR"), "{ended:?}");
+    let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
+    assert_eq!(info.last_error_code.as_deref(), Some("PLATFORM_ERROR"));
+    let message = info.last_error.unwrap();
+    assert!(message.contains("could not read"), "{message}");
+    assert!(!message.contains("line") && !message.contains("column"), "{message}");
 }

@@ -212,6 +212,7 @@ async fn an_on_demand_task_whose_last_delivery_fails_ends_failed() {
     assert_eq!(answer["batchItemFailures"][0]["itemIdentifier"], json!("m-1"));
     let now = h.stores.tasks.get(&t, &task.task_id).await.unwrap().unwrap();
     assert_eq!(now.status, TaskStatus::Failed, "the last delivery closes the task");
+    assert_eq!(now.error_code.as_deref(), Some("DELIVERY_FAILED"));
     assert!(now.error.unwrap().contains("last delivery"));
 }
 

@@ -184,9 +184,17 @@ async fn client_token_requests_accept_string_numbers_and_retry_throttling_and_5x
         .expect("retried through two faults");
     assert!(sim.client_token_valid(token.expose()));
     assert_eq!(sim.api_requests(), 3);
+    let other = douyin(&sim);
+    assert_eq!(
+        other.client_token(&secret(&sim), Utc::now()).await.unwrap(),
+        token,
+        "every client in the container shares the one cached token"
+    );
+    assert_eq!(sim.api_requests(), 3);
 
     // Three attempts by default: a third fault in a row is the caller's to handle.
     let fresh = douyin(&sim);
+    fresh.forget_client_token(&token).await;
     sim.push_faults([Fault::Status(503), Fault::Status(502), Fault::Status(500)]);
     let err = fresh
         .client_token(&secret(&sim), Utc::now())

@@ -1,5 +1,6 @@
 use shared::aws::AwsClients;
 use shared::clock::SystemClock;
+use shared::http::deadline::with_lambda_deadline;
 use shared::http::identity::with_api_gateway_identity;
 use shared::store::dynamo::{DynamoConnectionStore, DynamoStateStore};
 use shared::store::secrets::{SecretsManagerAppCredentials, SecretsManagerVault};
@@ -25,5 +26,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     // The callback is public (the platforms redirect the browser there) and reads no identity;
     // the confirmation takes the tenant from the JWT authorizer.
     let router = with_api_gateway_identity(auth_callback::router(Arc::new(service)), &config.tenant_claim);
-    lambda_http::run(router).await
+    lambda_http::run(with_lambda_deadline(router, config.function.response_reserve)).await
 }

@@ -1,5 +1,6 @@
 use shared::aws::AwsClients;
 use shared::clock::SystemClock;
+use shared::http::deadline::with_lambda_deadline;
 use shared::http::identity::with_api_gateway_identity;
 use shared::store::dynamo::DynamoStateStore;
 use std::sync::Arc;
@@ -12,5 +13,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     let states = Arc::new(DynamoStateStore::new(aws.dynamodb, &config.tables.oauth_states));
     let service = auth_url::service(&config, states, Arc::new(SystemClock));
     let app = with_api_gateway_identity(auth_url::router(Arc::new(service)), &config.tenant_claim);
-    lambda_http::run(app).await
+    lambda_http::run(with_lambda_deadline(app, config.function.response_reserve)).await
 }

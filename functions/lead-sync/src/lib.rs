@@ -109,12 +109,10 @@ pub async fn handle(
     }
 }
 
-/// The invocation's deadline (milliseconds since the epoch, from the Lambda context) as an instant.
+/// The invocation's deadline (milliseconds since the epoch, from the Lambda context) as an
+/// instant; a context without one (0) counts as a deadline already passed.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    shared::deadline::from_epoch_ms(deadline_ms).unwrap_or_else(Instant::now)
 }
 
 #[cfg(test)]

@@ -25,9 +25,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let (engine, queue) = (engine.clone(), queue.clone());
         async move {
             let deadline = lead_sync::deadline_from_epoch_ms(event.context.deadline);
-            lead_sync::handle(&engine, queue.as_deref(), &event.payload, Some(deadline))
-                .await
-                .map_err(lambda_runtime::Error::from)
+            // Every platform call of the invocation also ends by the deadline, whatever the run.
+            shared::deadline::within(
+                deadline,
+                lead_sync::handle(&engine, queue.as_deref(), &event.payload, Some(deadline)),
+            )
+            .await
+            .map_err(lambda_runtime::Error::from)
         }
     }))
     .await

@@ -2,6 +2,7 @@ use shared::aws::AwsClients;
 use shared::clock::SystemClock;
 use shared::export::dynamo::DynamoExportJobs;
 use shared::export::s3::{S3Sink, SqsExportRequests};
+use shared::http::deadline::with_lambda_deadline;
 use shared::http::identity::with_api_gateway_identity;
 use shared::store::dynamo_leads::DynamoAuditLog;
 use shared::sync::SyncStores;
@@ -39,5 +40,6 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock,
     };
     let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);
+    let router = with_lambda_deadline(router, config.function.response_reserve);
     lambda_http::run(shared::http::lambda_body::for_lambda(router)).await
 }

@@ -104,12 +104,12 @@ pub(crate) async fn start_sync(State(api): Api, identity: Identity, body: Bytes)
         strategy,
     };
     if let Err(e) = api.requests.request(&request).await {
-        let failed = SyncTask {
+        let mut failed = SyncTask {
             status: TaskStatus::Failed,
-            error: Some("the sync could not be requested".into()),
             finished_at: Some(now),
             ..task
         };
+        failed.set_failure(Some(shared::failure::Failure::delivery()));
         let _ = api.tasks.put(&failed).await;
         return Err(internal("request sync", &e));
     }

@@ -10,7 +10,7 @@ use shared::http::identity::with_api_gateway_identity;
 use shared::lead::{LeadFields, LeadRecord, LeadSource, PlatformLead};
 use shared::store::memory::MemoryConnectionStore;
 use shared::store::memory_leads::{MemoryLeadStore, MemoryTaskStore};
-use shared::store::{LeadStore, TaskStore};
+use shared::store::{ConnectionStore, LeadStore, TaskStore};
 use shared::task::{Strategy, SyncTask, Trigger};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -64,6 +64,10 @@ fn lead(tenant: &TenantId, i: i64) -> LeadRecord {
 }
 
 async fn app(leads_per_tenant: i64) -> App {
+    app_with(leads_per_tenant, &[]).await
+}
+
+async fn app_with(leads_per_tenant: i64, extra_env: &[(&str, String)]) -> App {
     let leads = Arc::new(MemoryLeadStore::default());
     let tasks = Arc::new(MemoryTaskStore::default());
     for tenant in [TENANT, "someone-else"] {
@@ -73,15 +77,16 @@ async fn app(leads_per_tenant: i64) -> App {
     }
     let connections = Arc::new(MemoryConnectionStore::default());
     let requests = Arc::new(Recorded::default());
-    let env = std::collections::HashMap::from([
-        ("DOUYIN_CLIENT_KEY", "awfixturekey"),
-        ("OCEANENGINE_APP_ID", "1700000000000001"),
+    let mut env: std::collections::HashMap<&str, String> = std::collections::HashMap::from([
+        ("DOUYIN_CLIENT_KEY", "awfixturekey".to_owned()),
+        ("OCEANENGINE_APP_ID", "1700000000000001".to_owned()),
         (
             "OAUTH_CALLBACK_URL",
-            "https://api.example.com/api/v1/lead/douyin/auth/callback",
+            "https://api.example.com/api/v1/lead/douyin/auth/callback".to_owned(),
         ),
     ]);
-    let config = shared::Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+    env.extend(extra_env.iter().cloned());
+    let config = shared::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
     let vault = Arc::new(shared::store::memory::MemoryTokenVault::new(
         shared::domain::AppCredentials {
             douyin_client_secret: shared::secret::Secret::new("d"),
@@ -614,4 +619,70 @@ async fn ids_that_cannot_exist_are_not_found_without_a_lookup() {
             "{method} {path}"
         );
     }
+}
+
+/// A platform host that accepts connections and never answers.
+async fn silent_platform() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    base
+}
+
+/// Against a platform that never answers, `POST /accounts/feiyu` answers 502 before the
+/// invocation's deadline instead of being killed by Lambda at its timeout: the deadline from
+/// the Lambda context bounds every attempt and retry (by default 3 x 5 s plus backoff).
+#[tokio::test]
+async fn a_platform_that_never_answers_is_a_502_before_the_lambda_deadline() {
+    use lambda_http::tower::Service;
+    let platform = silent_platform().await;
+    let app = app_with(0, &[("FEIYU_BASE_URL", platform)]).await;
+    let full = format!("{}/accounts/feiyu", leads_api::BASE);
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    event["rawPath"] = json!(full);
+    event["requestContext"]["http"]["path"] = json!(full);
+    event["requestContext"]["http"]["method"] = json!("POST");
+    event["rawQueryString"] = json!("");
+    event["queryStringParameters"] = json!({});
+    event["headers"]["content-type"] = json!("application/json");
+    event["body"] = json!(r#"{"advertiserId":"1664750332600001","signatureKey":"feiyu-key","token":"feiyu-token"}"#);
+    scopes(&mut event, &["lead:douyin:admin"]);
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
+    // What `main` serves: the deadline layer (0.5 s kept to answer) behind the body layer.
+    let router =
+        shared::http::deadline::with_lambda_deadline(app.router.clone(), std::time::Duration::from_millis(500));
+    let mut adapter = lambda_http::Adapter::from(shared::http::lambda_body::for_lambda(router));
+    let budget = std::time::Duration::from_secs(3);
+    let mut context = lambda_http::Context::default();
+    context.deadline = (std::time::SystemTime::now() + budget)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        adapter.call(lambda_http::LambdaEvent::new(request, context)),
+    )
+    .await
+    .expect("an answer at all")
+    .unwrap();
+    let elapsed = started.elapsed();
+    let wire = serde_json::to_value(&response).unwrap();
+    assert_eq!(wire["statusCode"], json!(502), "{wire}");
+    let body: Value = serde_json::from_str(wire["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["errorCode"], "PLATFORM_ERROR");
+    assert_eq!(body["platform"]["name"], "feiyu");
+    assert!(
+        elapsed < budget,
+        "answered after {elapsed:?}, past the {budget:?} deadline"
+    );
+    assert!(
+        app.connections.list(&TenantId::new(TENANT)).await.unwrap().is_empty(),
+        "nothing saved"
+    );
 }

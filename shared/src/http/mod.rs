@@ -2,6 +2,7 @@
 //! onto it, the caller's identity from the JWT authorizer, and strict query parsing.
 
 pub mod body;
+pub mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod identity;

@@ -9,6 +9,7 @@ use crate::secret::Secret;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
 
@@ -213,6 +214,25 @@ struct CachedClientToken {
     expires_at: DateTime<Utc>,
 }
 
+type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedClientToken>>>;
+
+/// The container's one `client_token` cache per app (platform host and client key). Every
+/// client built in the process shares it: a newer token retires the previous one after 5
+/// minutes (platform-apis.md §1.5), so two caches in one container would keep retiring each
+/// other's tokens, and the one that did not renew would send a dead token.
+fn shared_slot(base_url: &Url, client_key: &str) -> TokenSlot {
+    static SLOTS: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), TokenSlot>>> =
+        std::sync::OnceLock::new();
+    let mut slots = SLOTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    slots
+        .entry((base_url.as_str().to_owned(), client_key.to_owned()))
+        .or_default()
+        .clone()
+}
+
 /// The consent page URL (a browser page, not an API call).
 pub fn consent_url(config: &DouyinConfig, redirect_uri: &Url, state: &str) -> Url {
     let mut url = join(&config.base_url, "/platform/oauth/connect/");
@@ -237,7 +257,7 @@ pub struct DouyinClient {
     base_url: Url,
     client_key: String,
     renew_before: Duration,
-    client_token: Arc<tokio::sync::Mutex<Option<CachedClientToken>>>,
+    client_token: TokenSlot,
 }
 
 impl DouyinClient {
@@ -247,7 +267,7 @@ impl DouyinClient {
             base_url: config.base_url.clone(),
             client_key: config.client_key.clone(),
             renew_before: Duration::from_std(config.client_token_renew_before).unwrap_or(Duration::minutes(10)),
-            client_token: Arc::default(),
+            client_token: shared_slot(&config.base_url, &config.client_key),
         }
     }
 
@@ -368,6 +388,34 @@ impl DouyinClient {
         let mut slot = self.client_token.lock().await;
         if slot.as_ref().is_some_and(|c| &c.token == rejected) {
             *slot = None;
+        }
+    }
+
+    /// Runs `call` with the app token; if the platform rejects the token as expired or retired
+    /// (another container renewed it more than 5 minutes ago), renews it once and calls again.
+    /// Every `client_token` caller goes through here.
+    pub async fn with_client_token<T, E, F, Fut>(
+        &self,
+        client_secret: &Secret,
+        now: DateTime<Utc>,
+        rejected: impl Fn(&E) -> bool,
+        call: F,
+    ) -> Result<T, E>
+    where
+        E: From<PlatformError>,
+        F: Fn(Secret) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let token = self.client_token(client_secret, now).await?;
+        match call(token.clone()).await {
+            Err(e) if rejected(&e) => {
+                // Only exactly this token: concurrent callers that saw it rejected renew once.
+                self.forget_client_token(&token).await;
+                tracing::info!("client_token rejected; renewed once and retrying");
+                let token = self.client_token(client_secret, now).await?;
+                call(token).await
+            }
+            other => other,
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct PlatformHttp {
     config: HttpConfig,
 }
 
+/// Less than this left before the request's deadline, no attempt is started: it could not finish.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
 /// A response read in full: status and body bytes.
 pub struct RawResponse {
     pub status: u16,
@@ -44,6 +47,8 @@ impl PlatformHttp {
     }
 
     /// Sends the request `build` makes and decodes it with `decode`, retrying what may be retried.
+    /// Within a request's deadline ([`crate::deadline`]) each attempt's timeout is cut to the
+    /// time left, and no attempt or backoff starts that could not end before it.
     pub async fn call<T>(
         &self,
         platform: Platform,
@@ -53,7 +58,12 @@ impl PlatformHttp {
     ) -> Result<T, PlatformError> {
         let mut attempt = 1;
         loop {
-            let result = match build(&self.client).send().await {
+            let left = crate::deadline::remaining();
+            if left.is_some_and(|l| l < MIN_ATTEMPT) {
+                return Err(out_of_time(platform));
+            }
+            let timeout = left.map_or(self.config.timeout, |l| l.min(self.config.timeout));
+            let result = match build(&self.client).timeout(timeout).send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
@@ -73,10 +83,23 @@ impl PlatformHttp {
                 return Err(err);
             }
             let delay = backoff(&self.config, attempt);
+            if crate::deadline::remaining().is_some_and(|l| l < delay + MIN_ATTEMPT) {
+                tracing::warn!(%platform, attempt, error = %err, "platform call failed; no time left to retry before the deadline");
+                return Err(err);
+            }
             tracing::warn!(%platform, attempt, delay_ms = delay.as_millis() as u64, error = %err, "platform call failed; retrying");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }
+    }
+}
+
+/// The request's deadline came before the call could be (re)tried.
+fn out_of_time(platform: Platform) -> PlatformError {
+    PlatformError::Transport {
+        platform,
+        message: "no time left before the request's deadline".into(),
+        before_send: true,
     }
 }
 

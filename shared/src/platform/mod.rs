@@ -87,6 +87,30 @@ impl PlatformError {
         }
     }
 
+    /// What may be shown to a caller or kept on a task: the platform's own answer (code, its
+    /// message, log id), but none of our transport's or decoder's text, which can carry hosts,
+    /// addresses or response fragments. The full error is for the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            PlatformError::Api {
+                platform,
+                code,
+                message,
+                log_id,
+                ..
+            } => {
+                let message: String = message.chars().take(200).collect();
+                match log_id {
+                    Some(log) => format!("{platform} answered error {code}: {message} (log id {log})"),
+                    None => format!("{platform} answered error {code}: {message}"),
+                }
+            }
+            PlatformError::Status { platform, status } => format!("{platform} answered HTTP {status}"),
+            PlatformError::Transport { platform, .. } => format!("{platform} could not be reached"),
+            PlatformError::Decode { platform, .. } => format!("{platform} sent a response we could not read"),
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             PlatformError::Api { kind, .. } => *kind,

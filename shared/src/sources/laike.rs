@@ -36,12 +36,25 @@ pub struct LaikeSource {
     pub lag: Duration,
 }
 
+fn token_rejected(e: &SourceError) -> bool {
+    e.kind() == Some(ErrorKind::AccessTokenInvalid)
+}
+
 impl LaikeSource {
-    async fn client_token(&self) -> Result<(Secret, Secret), SourceError> {
+    /// `call` with the app token and secret; a rejected token is renewed and the call made
+    /// once more (see [`DouyinClient::with_client_token`]).
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, SourceError>
+    where
+        F: Fn(Secret, Secret) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
         let credentials = self.credentials.app_credentials().await?;
         let secret = credentials.douyin_client_secret.clone();
-        let token = self.douyin.client_token(&secret, self.clock.now()).await?;
-        Ok((token, secret))
+        self.douyin
+            .with_client_token(&secret, self.clock.now(), token_rejected, |token| {
+                call(token, secret.clone())
+            })
+            .await
     }
 
     async fn decrypt_online(
@@ -226,32 +239,17 @@ impl SourceClient for LaikeSource {
         auth: &PullAuth<'_>,
         ciphers: &[String],
     ) -> Result<HashMap<String, PhoneRetry>, SourceError> {
-        let (token, secret) = self.client_token().await?;
         let account_id = auth.connection.external_account_id.as_str();
-        let result = self.open(&token, &secret, account_id, ciphers).await;
-        if result
-            .as_ref()
-            .is_err_and(|e| e.kind() == Some(ErrorKind::AccessTokenInvalid))
-        {
-            self.douyin.forget_client_token(&token).await;
-        }
-        result
+        self.with_token(|token, secret| async move { self.open(&token, &secret, account_id, ciphers).await })
+            .await
     }
 
     async fn fetch(&self, auth: &PullAuth<'_>, window: &Window, page: PageRef) -> Result<Page, SourceError> {
         let PageRef::Number(number) = page else {
             return Err(SourceError::Unusable("来客 leads are paged by number".into()));
         };
-        let (token, secret) = self.client_token().await?;
-        let result = self.fetch_with(&token, &secret, auth, window, number).await;
-        if result
-            .as_ref()
-            .is_err_and(|e| e.kind() == Some(ErrorKind::AccessTokenInvalid))
-        {
-            // Drop exactly the rejected token, so concurrent pages renew it once between them.
-            self.douyin.forget_client_token(&token).await;
-        }
-        result
+        self.with_token(|token, secret| async move { self.fetch_with(&token, &secret, auth, window, number).await })
+            .await
     }
 }
 

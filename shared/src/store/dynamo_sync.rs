@@ -114,6 +114,7 @@ impl SyncLedger for DynamoConnectionStore {
             last_sync_at: get_opt_time(&item, "lastSyncAt")?,
             last_success_at: get_opt_time(&item, "lastSuccessAt")?,
             last_error: get_opt_s(&item, "lastError"),
+            last_error_code: get_opt_s(&item, "lastErrorCode"),
             last_task_id: get_opt_s(&item, "lastTaskId"),
             lead_count: get_n(&item, "leadCount").unwrap_or(0).max(0) as u64,
             ..SyncInfo::default()
@@ -165,13 +166,16 @@ impl SyncLedger for DynamoConnectionStore {
         // ADD keeps the count right without reading it, whatever else writes the item.
         let add = " ADD leadCount :created";
         update = update.expression_attribute_values(":created", n(run.created as i64));
-        let expression = match &run.error {
-            Some(error) => {
+        let expression = match &run.failure {
+            Some(failure) => {
                 sets.push("lastError = :error");
-                update = update.expression_attribute_values(":error", s(error));
+                sets.push("lastErrorCode = :code");
+                update = update
+                    .expression_attribute_values(":error", s(&failure.message))
+                    .expression_attribute_values(":code", s(failure.code));
                 format!("SET {}{add}", sets.join(", "))
             }
-            None => format!("SET {} REMOVE lastError{add}", sets.join(", ")),
+            None => format!("SET {} REMOVE lastError, lastErrorCode{add}", sets.join(", ")),
         };
         self.update_or_skip("record run", update.update_expression(expression))
             .await
@@ -203,13 +207,14 @@ impl SyncLedger for DynamoConnectionStore {
     ) -> Result<(), StoreError> {
         let update = self
             .update_existing(tenant, id)
-            .update_expression("SET #status = :status, lastError = :reason, updatedAt = :now")
+            .update_expression("SET #status = :status, lastError = :reason, lastErrorCode = :code, updatedAt = :now")
             // Only an ACTIVE connection: a disconnect meanwhile (DISABLED) stays as it is.
             .condition_expression("attribute_exists(#pk) AND #status = :active")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(ConnectionStatus::ReauthRequired.as_str()))
             .expression_attribute_values(":active", s(ConnectionStatus::Active.as_str()))
             .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":code", s("REAUTH_REQUIRED"))
             .expression_attribute_values(":now", time(now));
         self.update_or_skip("mark reauth required", update).await
     }

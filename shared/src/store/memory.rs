@@ -308,7 +308,8 @@ impl SyncLedger for MemoryConnectionStore {
             if run.succeeded {
                 info.last_success_at = Some(run.at);
             }
-            info.last_error = run.error.clone();
+            info.last_error = run.failure.as_ref().map(|f| f.message.clone());
+            info.last_error_code = run.failure.as_ref().map(|f| f.code.to_owned());
         });
         Ok(())
     }
@@ -336,6 +337,7 @@ impl SyncLedger for MemoryConnectionStore {
                 row.status = ConnectionStatus::ReauthRequired;
                 row.updated_at = now;
                 info.last_error = Some(reason.to_owned());
+                info.last_error_code = Some("REAUTH_REQUIRED".to_owned());
             }
         });
         Ok(())

@@ -383,6 +383,8 @@ pub struct SyncInfo {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The stable code of `last_error`.
+    pub last_error_code: Option<String>,
     pub last_task_id: Option<String>,
     /// Leads this connection's syncs created (a count kept by addition, never by reading leads).
     pub lead_count: u64,
@@ -394,7 +396,8 @@ pub struct RunRecord {
     pub task_id: String,
     pub at: DateTime<Utc>,
     pub succeeded: bool,
-    pub error: Option<String>,
+    /// Why it did not fully succeed, as the connection will show it.
+    pub failure: Option<crate::failure::Failure>,
     /// Leads the run created, added to the connection's lead count.
     pub created: u64,
 }

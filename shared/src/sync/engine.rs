@@ -9,6 +9,7 @@ use super::{SkipReason, SyncOutcome, SyncRequest, SyncStores};
 use crate::clock::Clock;
 use crate::config::SyncConfig;
 use crate::domain::{Connection, ConnectionStatus, TokenSet};
+use crate::failure::{self, Failure};
 use crate::lead::{LeadFields, LeadId, LeadRecord, PlatformLead};
 use crate::platform::{ErrorKind, Platform};
 use crate::sources::{Page, PageRef, Paging, PhoneRetry, PullAuth, SourceClient, SourceError, Window};
@@ -57,12 +58,12 @@ impl PlatformLimits {
 #[derive(Debug, Clone)]
 enum SourceEnd {
     Done,
-    Failed(String),
+    Failed(Failure),
     OutOfTime,
     /// Pulled, but some window is not proven complete (or some leads could not be stored): the
     /// watermark stays before it and the next run pulls it again.
-    Incomplete(String),
-    ReauthRequired(String),
+    Incomplete(Failure),
+    ReauthRequired(Failure),
 }
 
 /// How one window ended.
@@ -252,8 +253,10 @@ impl SyncEngine {
             .await;
         if let Err(e) = &result {
             // Best effort: the task should not stay PROCESSING; the message is redelivered anyway.
+            // The store's text (table names, ARNs) is for the log only.
+            tracing::error!(tenant = %connection.tenant, connection = %connection.id, task = %task.task_id, error = %e, "sync storage failed");
             task.status = TaskStatus::Failed;
-            task.error = Some(format!("storage failed: {e}"));
+            task.set_failure(Some(Failure::storage()));
             task.finished_at = Some(self.clock.now());
             let _ = stores.tasks.put(&task).await;
         }
@@ -283,8 +286,9 @@ impl SyncEngine {
         if task.status.is_final() {
             return Ok(());
         }
+        tracing::error!(tenant = %request.tenant, task = %task_id, error = %error, "sync gave up after its last delivery failed");
         task.status = TaskStatus::Failed;
-        task.error = Some(format!("gave up after its last delivery failed: {error}"));
+        task.set_failure(Some(Failure::delivery()));
         task.finished_at = Some(self.clock.now());
         tasks.put(&task).await
     }
@@ -304,10 +308,7 @@ impl SyncEngine {
             return Ok(());
         }
         task.status = TaskStatus::Failed;
-        task.error = Some(format!(
-            "the run stopped before it finished (its invocation timed out or crashed); its lease expired at {}",
-            stale.until.to_rfc3339()
-        ));
+        task.set_failure(Some(Failure::interrupted(stale.until)));
         task.finished_at = Some(self.clock.now());
         tracing::warn!(tenant = %task.tenant, connection = %task.connection_id, task = %task.task_id, "closed a task its run left unfinished");
         tasks.put(&task).await
@@ -318,7 +319,7 @@ impl SyncEngine {
         if record {
             // A requested task must not stay PENDING forever: say why it did not run.
             task.status = TaskStatus::Skipped;
-            task.error = Some(reason.to_string());
+            task.set_failure(Some(Failure::skipped(&reason)));
             task.finished_at = Some(self.clock.now());
             self.stores.tasks.put(&task).await?;
         }
@@ -365,24 +366,24 @@ impl SyncEngine {
                 }
                 ends
             }
-            Err(TokenError::ReauthRequired(reason)) => vec![SourceEnd::ReauthRequired(reason)],
+            Err(TokenError::ReauthRequired(reason)) => vec![SourceEnd::ReauthRequired(Failure::reauth(reason))],
             Err(TokenError::OutOfTime) => vec![SourceEnd::OutOfTime],
-            Err(TokenError::Platform(e)) => vec![SourceEnd::Failed(format!("token refresh failed: {e}"))],
+            Err(TokenError::Platform(e)) => {
+                tracing::warn!(connection = %connection.id, error = %e, "token refresh failed");
+                vec![SourceEnd::Failed(Failure::token_refresh(&e))]
+            }
             Err(TokenError::Store(e)) => return Err(e),
         };
         let finished = self.clock.now();
         let reauth = ends.iter().find_map(|e| match e {
-            SourceEnd::ReauthRequired(reason) => Some(reason.clone()),
+            SourceEnd::ReauthRequired(failure) => Some(failure.message.clone()),
             _ => None,
         });
-        let errors: Vec<String> = ends
+        let failures: Vec<Failure> = ends
             .iter()
             .filter_map(|e| match e {
-                SourceEnd::Failed(reason) | SourceEnd::ReauthRequired(reason) => Some(reason.clone()),
-                SourceEnd::Incomplete(reason) => Some(reason.clone()),
-                SourceEnd::OutOfTime => {
-                    Some("stopped before the invocation deadline; the rest follows next run".into())
-                }
+                SourceEnd::Failed(f) | SourceEnd::ReauthRequired(f) | SourceEnd::Incomplete(f) => Some(f.clone()),
+                SourceEnd::OutOfTime => Some(Failure::deadline()),
                 SourceEnd::Done => None,
             })
             .collect();
@@ -390,14 +391,15 @@ impl SyncEngine {
         let partial = ends
             .iter()
             .any(|e| matches!(e, SourceEnd::OutOfTime | SourceEnd::Incomplete(_)));
-        task.status = if errors.is_empty() {
+        task.status = if failures.is_empty() {
             TaskStatus::Completed
         } else if done == 0 && !partial {
             TaskStatus::Failed
         } else {
             TaskStatus::Partial
         };
-        task.error = (!errors.is_empty()).then(|| errors.join("; "));
+        let failure = failure::combined(&failures);
+        task.set_failure(failure.clone());
         task.finished_at = Some(finished);
         if let Some(reason) = &reauth {
             stores
@@ -414,7 +416,7 @@ impl SyncEngine {
                     task_id: task.task_id.clone(),
                     at: finished,
                     succeeded: task.status == TaskStatus::Completed,
-                    error: task.error.clone(),
+                    failure,
                     created: task.totals().created,
                 },
             )
@@ -459,13 +461,19 @@ impl SyncEngine {
         };
         Ok(match outcome {
             Ok(None) => SourceEnd::Done,
-            Ok(Some(held)) => SourceEnd::Incomplete(format!("{source}: {held}")),
+            Ok(Some(held)) => SourceEnd::Incomplete(Failure::incomplete(source, &held)),
             Err(WindowStop::OutOfTime) => SourceEnd::OutOfTime,
             Err(WindowStop::Failed(SourceError::Store(e))) => return Err(e),
-            Err(WindowStop::Failed(e)) if e.kind() == Some(ErrorKind::GrantRevoked) => {
-                SourceEnd::ReauthRequired(format!("{source}: the platform revoked the grant ({e})"))
+            Err(WindowStop::Failed(SourceError::Platform(e))) if e.kind() == ErrorKind::GrantRevoked => {
+                SourceEnd::ReauthRequired(Failure::reauth(format!(
+                    "{source}: the platform revoked the grant ({})",
+                    e.public_message()
+                )))
             }
-            Err(WindowStop::Failed(e)) => SourceEnd::Failed(format!("{source}: {e}")),
+            Err(WindowStop::Failed(e)) => {
+                tracing::warn!(connection = %run.connection.id, %source, error = %e, "source failed");
+                SourceEnd::Failed(Failure::source(source, &e))
+            }
         })
     }
 

@@ -44,7 +44,8 @@ pub struct TokenKeeper {
 
 fn reauth_if_revoked(e: PlatformError) -> TokenError {
     if e.kind() == ErrorKind::GrantRevoked {
-        TokenError::ReauthRequired(format!("the platform revoked the grant ({e})"))
+        tracing::warn!(error = %e, "the platform revoked the grant");
+        TokenError::ReauthRequired(format!("the platform revoked the grant ({})", e.public_message()))
     } else {
         TokenError::Platform(e)
     }
