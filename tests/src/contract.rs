@@ -294,17 +294,26 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
     assert_eq!(listed[0].id, first.id);
     assert!(store.list(&b).await.expect("list").is_empty());
 
-    // A release by someone who does not hold the claim changes nothing; the holder's frees it.
-    store
-        .release(&b, Provider::Douyin, &external)
-        .await
-        .expect("release by another");
+    // A release frees the claim only of a DISABLED connection of the claim's holder.
+    store.release(&first).await.expect("release of an ACTIVE connection");
+    assert!(
+        store.claim(&b, Provider::Douyin, &external).await.is_err(),
+        "an ACTIVE connection keeps its claim (a reconnect racing a disconnect)"
+    );
+    let disabled = Connection {
+        status: ConnectionStatus::Disabled,
+        ..again.clone()
+    };
+    store.upsert(&disabled).await.expect("disable");
+    let foreign = Connection {
+        tenant: b.clone(),
+        id: ConnectionId::derive(&b, Provider::Douyin, &external),
+        ..disabled.clone()
+    };
+    store.release(&foreign).await.expect("release by another");
     assert!(store.claim(&b, Provider::Douyin, &external).await.is_err(), "still a's");
-    store.release(&a, Provider::Douyin, &external).await.expect("release");
-    store
-        .release(&a, Provider::Douyin, &external)
-        .await
-        .expect("releasing twice is fine");
+    store.release(&disabled).await.expect("release");
+    store.release(&disabled).await.expect("releasing twice is fine");
     store
         .claim(&b, Provider::Douyin, &external)
         .await

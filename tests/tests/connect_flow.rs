@@ -478,13 +478,72 @@ async fn a_consent_link_forwarded_to_another_tenant_connects_nothing() {
         "another tenant's ticket looks exactly like an unknown one"
     );
 
+    assert!(
+        h.pending_secrets().await.is_empty(),
+        "a ticket shown to another tenant is spent: its tokens are gone"
+    );
+    let (status, body) = h.confirm("tenant-attacker", &params["ticket"]).await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (404, Some("TICKET_NOT_FOUND")),
+        "{body}"
+    );
+
     let (status, body) = h
         .connect_json("tenant-victim", Provider::OceanEngine, "1700000000000777")
         .await;
     assert_eq!(status, 200, "the merchant's own tenant can connect it: {body}");
-    let (status, body) = h.confirm("tenant-attacker", &params["ticket"]).await;
-    assert_eq!(status, 409, "{body}");
     assert!(h.stores.connections.list(&attacker).await.unwrap().is_empty());
+}
+
+/// A double click: two confirmations of one ticket at once both answer the same connection.
+#[tokio::test]
+async fn concurrent_confirmations_of_one_ticket_answer_the_same_connection() {
+    let h = harness().await;
+    for round in 0..5 {
+        let account = format!("open-double-{round}");
+        let (_, pending) = h.callback_json("tenant-dc", Provider::Douyin, &account).await;
+        let ticket = pending["data"]["ticket"].as_str().unwrap().to_owned();
+        let ((s1, b1), (s2, b2)) = tokio::join!(h.confirm("tenant-dc", &ticket), h.confirm("tenant-dc", &ticket));
+        assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+        assert_eq!(b1["data"]["connectionId"], b2["data"]["connectionId"]);
+    }
+    assert_eq!(
+        h.stores
+            .connections
+            .list(&TenantId::new("tenant-dc"))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(h.pending_secrets().await.is_empty());
+}
+
+/// A pending grant shares the states table; naming it as a state consumes nothing.
+#[tokio::test]
+async fn a_pending_grant_is_not_a_state() {
+    let h = harness().await;
+    let (_, pending) = h.callback_json("tenant-ps", Provider::Douyin, "open-ps").await;
+    let ticket = pending["data"]["ticket"].as_str().unwrap().to_owned();
+    let hash: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(ticket.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let resp = h
+        .get(&format!(
+            "{}{}?code=x&state=pending%23{hash}",
+            h.base,
+            auth_callback::ROUTE
+        ))
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["errorCode"], "STATE_INVALID");
+    let (status, body) = h.confirm("tenant-ps", &ticket).await;
+    assert_eq!(status, 200, "the grant is intact: {body}");
 }
 
 #[tokio::test]

@@ -166,12 +166,7 @@ impl shared::store::ConnectionStore for Unreadable {
             "injected: unavailable",
         ))
     }
-    async fn release(
-        &self,
-        _: &TenantId,
-        _: shared::domain::Provider,
-        _: &str,
-    ) -> Result<(), shared::store::StoreError> {
+    async fn release(&self, _: &shared::domain::Connection) -> Result<(), shared::store::StoreError> {
         Err(shared::store::StoreError::new("release", "injected: unavailable"))
     }
 }

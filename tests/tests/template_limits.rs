@@ -75,3 +75,35 @@ fn every_function_knows_its_timeout_and_its_retries_fit_in_it() {
     }
     assert!(checked >= 5, "every function is checked");
 }
+
+/// samconfig.toml's defaults name only parameters the template has, and no secret one.
+#[test]
+fn samconfig_overrides_only_known_non_secret_parameters() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../samconfig.toml")).expect("samconfig.toml");
+    let template = devkit::moto::template();
+    let parameters = template["Parameters"].as_mapping().unwrap();
+    // The lines of the multi-line string, up to its closing quotes.
+    let block: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("parameter_overrides"))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("\"\"\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let names: Vec<&str> = block
+        .split_whitespace()
+        .filter_map(|token| token.split_once('=').map(|(name, _)| name))
+        .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric()) && !name.is_empty())
+        .collect();
+    assert!(!names.is_empty(), "{block}");
+    for name in names {
+        let parameter = parameters
+            .get(name)
+            .unwrap_or_else(|| panic!("samconfig.toml names {name}, which template.yaml does not have"));
+        assert!(
+            parameter.get("NoEcho").and_then(Value::as_bool) != Some(true),
+            "{name} is a secret: it must not be in samconfig.toml"
+        );
+    }
+}

@@ -110,6 +110,10 @@ async fn a_platform_that_cannot_be_reached_is_a_502() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["errorCode"], "PLATFORM_ERROR");
     assert_eq!(body["platform"]["name"], "douyin");
+    assert_eq!(
+        body["message"], "douyin could not be reached",
+        "no transport text (hosts, addresses, OS errors) in the answer"
+    );
     assert!(
         s.connections
             .list(&TenantId::new("tenant-42"))

@@ -62,7 +62,7 @@ pub(crate) async fn disconnect(
         return Err(connection_not_found());
     }
     api.connections
-        .release(&identity.tenant, connection.provider, &connection.external_account_id)
+        .release(&connection)
         .await
         .map_err(|e| internal("release account", &e))?;
     // 来客 connections read with the app token and have no secret of their own.

@@ -124,22 +124,9 @@ async fn verify(
     }
 }
 
+/// The credentials first, then the row and the claim in one write: no failure in between can
+/// leave the account claimed without a connection. A refused claim takes its credentials back.
 async fn save(api: &LeadsApi, connection: &Connection, tokens: Option<&TokenSet>) -> Result<Response, ApiError> {
-    let claimed = api
-        .connections
-        .claim(&connection.tenant, connection.provider, &connection.external_account_id)
-        .await;
-    let conflict = |_| {
-        ApiError::conflict(
-            "ACCOUNT_CONFLICT",
-            "this account is already connected to another tenant",
-        )
-    };
-    match claimed {
-        Ok(_) => {}
-        Err(ClaimError::OwnedByAnotherTenant { .. }) => return Err(conflict(())),
-        Err(ClaimError::Store(e)) => return Err(internal("claim account", &e)),
-    }
     if let Some(tokens) = tokens {
         api.vault
             .put_tokens(&connection.secret_id, tokens)
@@ -148,7 +135,17 @@ async fn save(api: &LeadsApi, connection: &Connection, tokens: Option<&TokenSet>
     }
     match api.connections.upsert(connection).await {
         Ok(()) => {}
-        Err(ClaimError::OwnedByAnotherTenant { .. }) => return Err(conflict(())),
+        Err(ClaimError::OwnedByAnotherTenant { .. }) => {
+            if tokens.is_some()
+                && let Err(e) = api.vault.schedule_deletion(&connection.secret_id).await
+            {
+                tracing::warn!(error = %e, "credentials of a refused claim not deleted");
+            }
+            return Err(ApiError::conflict(
+                "ACCOUNT_CONFLICT",
+                "this account is already connected to another tenant",
+            ));
+        }
         Err(ClaimError::Store(e)) => return Err(internal("save connection", &e)),
     }
     let body = json!({

@@ -1,11 +1,11 @@
 //! Step three: a user of the tenant that started the flow confirms the pending grant with its
-//! ticket. Only then is the account claimed (conditionally, as a one-tenant-per-account rule),
-//! the tokens moved to the connection's secret and the connection made ACTIVE.
+//! ticket. Only then are the tokens moved to the connection's secret and the account claimed
+//! (conditionally, one tenant per account) with the connection made ACTIVE, in one write.
 
 use super::{ConnectError, ticket_hash};
 use crate::clock::Clock;
-use crate::domain::{Connection, ConnectionStatus, PendingGrant, TenantId};
-use crate::store::{ClaimError, ConnectionStore, PendingGrantStore, TokenVault};
+use crate::domain::{Connection, ConnectionId, ConnectionStatus, PendingGrant, TenantId};
+use crate::store::{ClaimError, ConnectionStore, PendingGrantStore, StoreError, TokenVault};
 use chrono::SubsecRound;
 use std::sync::Arc;
 
@@ -38,38 +38,38 @@ impl ConnectConfirm {
             .ok_or(ConnectError::TicketNotFound)?;
         if &grant.tenant != tenant {
             // The consent link reached a browser of another tenant: the phishing this step stops.
-            tracing::warn!(tenant = %tenant, started_by = %grant.tenant, provider = %grant.provider, "a ticket was presented by another tenant; refused");
+            // The grant is spent, so a ticket that leaked out of that browser cannot be used later.
+            tracing::warn!(tenant = %tenant, started_by = %grant.tenant, provider = %grant.provider, "a ticket was presented by another tenant; refused and discarded");
+            if grant.confirmed.is_none() {
+                self.discard(&grant).await;
+            }
             return Err(ConnectError::TicketNotFound);
         }
         if let Some(id) = &grant.confirmed {
-            return self
-                .connections
-                .get(tenant, id)
-                .await?
-                .ok_or(ConnectError::TicketNotFound);
+            return self.confirmed(tenant, id).await;
         }
         if grant.expires_at <= now {
             self.discard(&grant).await;
             return Err(ConnectError::TicketExpired);
         }
         let Some(tokens) = self.vault.get_tokens(&grant.secret_id).await? else {
-            // Swept already: the grant is as good as expired.
-            self.discard(&grant).await;
-            return Err(ConnectError::TicketExpired);
+            // A concurrent confirmation finished first (and deleted the pending secret), or the
+            // secret is not readable yet: never a reason to throw the grant away.
+            return match self.pending.get_pending(&hash).await? {
+                Some(PendingGrant {
+                    confirmed: Some(id), ..
+                }) => self.confirmed(tenant, &id).await,
+                _ => Err(ConnectError::Store(StoreError::new(
+                    "read pending tokens",
+                    "the pending secret is not readable yet; the confirmation may be retried",
+                ))),
+            };
         };
-        let id = match self
-            .connections
-            .claim(tenant, grant.provider, &grant.external_account_id)
-            .await
-        {
-            Ok(id) => id,
-            Err(ClaimError::OwnedByAnotherTenant { .. }) => {
-                self.discard(&grant).await;
-                return Err(ConnectError::AccountOwnedByAnotherTenant);
-            }
-            Err(ClaimError::Store(e)) => return Err(e.into()),
-        };
+        let id = ConnectionId::derive(tenant, grant.provider, &grant.external_account_id);
         let secret_id = format!("{}{}", self.secret_prefix, id);
+        // Tokens first: an ACTIVE connection without its secret would be marked for
+        // re-authorisation by the next sync. The claim is made with the row, in one transaction,
+        // so no failure in between can leave the account claimed without a connection.
         self.vault.put_tokens(&secret_id, &tokens).await?;
         let connection = Connection {
             id,
@@ -85,13 +85,32 @@ impl ConnectConfirm {
             created_at: now,
             updated_at: now,
         };
-        self.connections.upsert(&connection).await?;
+        match self.connections.upsert(&connection).await {
+            Ok(()) => {}
+            Err(ClaimError::OwnedByAnotherTenant { .. }) => {
+                // Another tenant holds the account: no tokens stay behind for it.
+                if let Err(e) = self.vault.schedule_deletion(&connection.secret_id).await {
+                    tracing::warn!(error = %e, "tokens of a refused claim not deleted");
+                }
+                self.discard(&grant).await;
+                return Err(ConnectError::AccountOwnedByAnotherTenant);
+            }
+            Err(ClaimError::Store(e)) => return Err(e.into()),
+        }
         self.pending.mark_confirmed(&hash, &connection.id).await?;
         if let Err(e) = self.vault.delete_now(&grant.secret_id).await {
             tracing::warn!(connection_id = %connection.id, error = %e, "pending secret left for the sweep");
         }
         tracing::info!(tenant = %tenant, provider = %connection.provider, connection_id = %connection.id, "account connected");
         Ok(connection)
+    }
+
+    /// A replay of a confirmation that succeeded: the same connection.
+    async fn confirmed(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Connection, ConnectError> {
+        self.connections
+            .get(tenant, id)
+            .await?
+            .ok_or(ConnectError::TicketNotFound)
     }
 
     /// Best effort: what is left behind, the sweep and the table's TTL take.

@@ -83,7 +83,8 @@ impl ApiError {
     pub fn platform(status: StatusCode, error_code: &'static str, err: &PlatformError) -> Self {
         Self {
             platform: Some(err.detail()),
-            ..Self::new(status, error_code, err.to_string())
+            // Never our transport's or decoder's text: it can carry hosts or response fragments.
+            ..Self::new(status, error_code, err.public_message())
         }
     }
 

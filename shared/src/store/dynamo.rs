@@ -9,7 +9,7 @@ use crate::domain::{Connection, ConnectionId, ConnectionStatus, OAuthState, Pend
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 pub struct DynamoStateStore {
@@ -59,8 +59,10 @@ impl StateStore for DynamoStateStore {
             .delete_item()
             .table_name(&self.table)
             .key("state", s(state))
-            .condition_expression("attribute_exists(#k)")
+            // A pending grant shares the table: a "state" naming one is no state.
+            .condition_expression("attribute_exists(#k) AND attribute_not_exists(#ticket)")
             .expression_attribute_names("#k", "state")
+            .expression_attribute_names("#ticket", "ticketHash")
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
@@ -297,24 +299,40 @@ impl ConnectionStore for DynamoConnectionStore {
         }
     }
 
-    async fn release(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
+    async fn release(&self, c: &Connection) -> Result<(), StoreError> {
+        let claim = Delete::builder()
             .table_name(&self.table)
-            .key("pk", s(claim_pk(provider, external)))
+            .key("pk", s(claim_pk(c.provider, &c.external_account_id)))
             .key("sk", s(CLAIM_SK))
             .condition_expression("#tenant = :tenant")
             .expression_attribute_names("#tenant", "tenant")
-            .expression_attribute_values(":tenant", s(tenant.as_str()))
+            .expression_attribute_values(":tenant", s(c.tenant.as_str()))
+            .build()
+            .expect("table, key and condition are set");
+        let still_disabled = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(connection_key(&c.tenant, &c.id)))
+            .condition_expression("#status = :disabled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":disabled", s(ConnectionStatus::Disabled.as_str()))
+            .build()
+            .expect("table, key and condition are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(claim).build())
+            .transact_items(TransactWriteItem::builder().condition_check(still_disabled).build())
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            // Released already, or claimed by someone else since: nothing of ours to give up.
+            // Released already, claimed by someone else since, or reconnected meanwhile: nothing
+            // of ours to give up.
             Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
             {
                 Ok(())
             }

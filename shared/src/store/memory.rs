@@ -204,10 +204,14 @@ impl ConnectionStore for MemoryConnectionStore {
             .collect())
     }
 
-    async fn release(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<(), StoreError> {
+    async fn release(&self, connection: &Connection) -> Result<(), StoreError> {
         let mut inner = lock(&self.inner);
-        let key = (provider, external.to_owned());
-        if inner.claims.get(&key) == Some(tenant) {
+        let disabled = inner
+            .rows
+            .get(&(connection.tenant.clone(), connection.id.clone()))
+            .is_some_and(|row| row.status == ConnectionStatus::Disabled);
+        let key = (connection.provider, connection.external_account_id.clone());
+        if disabled && inner.claims.get(&key) == Some(&connection.tenant) {
             inner.claims.remove(&key);
         }
         Ok(())

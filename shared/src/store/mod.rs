@@ -130,10 +130,11 @@ pub trait ConnectionStore: Send + Sync {
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError>;
 
-    /// Gives the account up (a disconnect): another tenant may claim it from now on. Only
-    /// `tenant`'s own claim is removed; releasing twice, or what is not ours, changes nothing.
-    async fn release(&self, tenant: &TenantId, provider: Provider, external_account_id: &str)
-    -> Result<(), StoreError>;
+    /// Gives the account of a DISABLED connection up (a disconnect): another tenant may claim it
+    /// from now on. Only the connection's tenant's claim is removed, and only while the row is
+    /// still DISABLED (checked in the same write, so a reconnect racing the disconnect keeps its
+    /// claim); releasing twice, or what is not ours, changes nothing.
+    async fn release(&self, connection: &Connection) -> Result<(), StoreError>;
 }
 
 /// What one batch upsert did.

@@ -136,6 +136,8 @@ impl TokenVault for SecretsManagerVault {
                 .client
                 .list_secrets()
                 .filters(filter.clone())
+                // Oldest first: the ones the sweep is after come before any limit cuts.
+                .sort_order(aws_sdk_secretsmanager::types::SortOrderType::Asc)
                 .max_results(100)
                 .set_next_token(next.take())
                 .send()
