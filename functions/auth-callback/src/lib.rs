@@ -140,13 +140,18 @@ fn render(outcome: CallbackOutcome) -> Response {
             ],
         ),
         (Some(target), Err(e)) => redirect(&target, &[("status", "error"), ("reason", e.reason())]),
-        (None, Ok(p)) => ok(Pending {
-            message: "授权成功，等待确认",
-            status: PENDING_CONFIRMATION,
-            ticket: p.ticket,
-            provider: p.provider.as_str(),
-            expires_at: p.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }),
+        // The ticket is a credential until confirmed: no cache may keep the answer.
+        (None, Ok(p)) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            ok(Pending {
+                message: "授权成功，等待确认",
+                status: PENDING_CONFIRMATION,
+                ticket: p.ticket,
+                provider: p.provider.as_str(),
+                expires_at: p.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            }),
+        )
+            .into_response(),
         (None, Err(e)) => ApiError::from(e).into_response(),
     }
 }
