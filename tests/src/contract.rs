@@ -238,27 +238,25 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
         TenantId::new(crate::moto::unique("tenant-b")),
     );
 
-    let id = store.claim(&a, Provider::Douyin, &external).await.expect("first claim");
-    assert_eq!(id, ConnectionId::derive(&a, Provider::Douyin, &external));
-    assert_eq!(
-        store.claim(&a, Provider::Douyin, &external).await.expect("claim again"),
-        id,
-        "re-claiming is idempotent"
-    );
+    // The claim is made with the row: a's first connection of the account claims it.
+    let first = connection(a.as_str(), Provider::Douyin, &external);
+    store.upsert(&first).await.expect("create connection");
+    assert_eq!(first.id, ConnectionId::derive(&a, Provider::Douyin, &external));
+    store.upsert(&first).await.expect("re-claiming is idempotent");
+    let claim_as = |tenant: &TenantId, provider: Provider| connection(tenant.as_str(), provider, &external);
     assert!(
         matches!(
-            store.claim(&b, Provider::Douyin, &external).await,
+            store.upsert(&claim_as(&b, Provider::Douyin)).await,
             Err(ClaimError::OwnedByAnotherTenant { .. })
         ),
         "another tenant cannot claim the account"
     );
+    let c = TenantId::new(crate::moto::unique("tenant-c"));
     store
-        .claim(&b, Provider::OceanEngine, &external)
+        .upsert(&claim_as(&c, Provider::OceanEngine))
         .await
         .expect("the same id on another provider is another account");
 
-    let first = connection(a.as_str(), Provider::Douyin, &external);
-    store.upsert(&first).await.expect("create connection");
     assert_eq!(store.get(&a, &first.id).await.expect("get").as_ref(), Some(&first));
 
     let mut again = first.clone();
@@ -297,7 +295,7 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
     // A release frees the claim only of a DISABLED connection of the claim's holder.
     store.release(&first).await.expect("release of an ACTIVE connection");
     assert!(
-        store.claim(&b, Provider::Douyin, &external).await.is_err(),
+        store.upsert(&claim_as(&b, Provider::Douyin)).await.is_err(),
         "an ACTIVE connection keeps its claim (a reconnect racing a disconnect)"
     );
     let disabled = Connection {
@@ -311,11 +309,14 @@ pub async fn connection_store(store: &dyn ConnectionStore) {
         ..disabled.clone()
     };
     store.release(&foreign).await.expect("release by another");
-    assert!(store.claim(&b, Provider::Douyin, &external).await.is_err(), "still a's");
+    assert!(
+        store.upsert(&claim_as(&b, Provider::Douyin)).await.is_err(),
+        "still a's"
+    );
     store.release(&disabled).await.expect("release");
     store.release(&disabled).await.expect("releasing twice is fine");
     store
-        .claim(&b, Provider::Douyin, &external)
+        .upsert(&claim_as(&b, Provider::Douyin))
         .await
         .expect("a released account can be claimed by another tenant");
     assert!(

@@ -139,14 +139,6 @@ struct Unreadable;
 
 #[async_trait::async_trait]
 impl shared::store::ConnectionStore for Unreadable {
-    async fn claim(
-        &self,
-        _: &TenantId,
-        _: shared::domain::Provider,
-        _: &str,
-    ) -> Result<shared::domain::ConnectionId, shared::store::ClaimError> {
-        Err(shared::store::StoreError::new("claim", "injected: unavailable").into())
-    }
     async fn upsert(&self, _: &shared::domain::Connection) -> Result<(), shared::store::ClaimError> {
         Err(shared::store::StoreError::new("upsert", "injected: unavailable").into())
     }

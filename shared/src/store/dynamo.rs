@@ -274,31 +274,6 @@ fn owned_elsewhere(provider: Provider, external: &str) -> ClaimError {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnectionStore {
-    async fn claim(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<ConnectionId, ClaimError> {
-        let update = claim_update(&self.table, tenant, provider, external, Utc::now());
-        let result = self
-            .client
-            .update_item()
-            .table_name(update.table_name())
-            .set_key(Some(update.key().clone()))
-            .update_expression(update.update_expression())
-            .set_condition_expression(update.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(update.expression_attribute_names().cloned())
-            .set_expression_attribute_values(update.expression_attribute_values().cloned())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(ConnectionId::derive(tenant, provider, external)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(owned_elsewhere(provider, external))
-            }
-            Err(e) => Err(sdk_error("claim account", e).into()),
-        }
-    }
-
     async fn release(&self, c: &Connection) -> Result<(), StoreError> {
         let claim = Delete::builder()
             .table_name(&self.table)

@@ -171,11 +171,6 @@ impl Connections {
 
 #[async_trait]
 impl ConnectionStore for MemoryConnectionStore {
-    async fn claim(&self, tenant: &TenantId, provider: Provider, external: &str) -> Result<ConnectionId, ClaimError> {
-        lock(&self.inner).claim(tenant, provider, external)?;
-        Ok(ConnectionId::derive(tenant, provider, external))
-    }
-
     async fn upsert(&self, connection: &Connection) -> Result<(), ClaimError> {
         let mut inner = lock(&self.inner);
         inner.claim(&connection.tenant, connection.provider, &connection.external_account_id)?;

@@ -113,17 +113,10 @@ pub trait AppCredentialsSource: Send + Sync {
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    /// Claims (provider, external account) for `tenant` with a conditional write; claiming an
-    /// account the tenant already holds succeeds, one held by another tenant fails.
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        provider: Provider,
-        external_account_id: &str,
-    ) -> Result<ConnectionId, ClaimError>;
-
-    /// Creates or updates the connection, keeping its creation time. The claim is checked again
-    /// in the same write, so an upsert can never attach another tenant's account.
+    /// Creates or updates the connection, keeping its creation time, and claims (provider,
+    /// external account) for its tenant in the same write: an account belongs to one tenant, the
+    /// claim never exists without its connection row, and an upsert can never attach another
+    /// tenant's account. Claiming an account the tenant already holds succeeds.
     async fn upsert(&self, connection: &Connection) -> Result<(), ClaimError>;
 
     async fn get(&self, tenant: &TenantId, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
