@@ -24,6 +24,20 @@ impl DynamoStateStore {
             table: table.into(),
         }
     }
+
+    /// Writes an item whose key must be new: a state or a ticket is never issued twice.
+    async fn put_new(&self, item: Item, operation: &'static str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", "state")
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -41,16 +55,7 @@ impl StateStore for DynamoStateStore {
         if let Some(url) = &state.redirect_url {
             item.insert("redirectUrl".to_owned(), s(url));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", "state")
-            .send()
-            .await
-            .map_err(|e| sdk_error("create state", e))?;
-        Ok(())
+        self.put_new(item, "create state").await
     }
 
     async fn consume(&self, state: &str, now: DateTime<Utc>) -> Result<OAuthState, StateError> {
@@ -117,16 +122,7 @@ impl PendingGrantStore for DynamoStateStore {
             ("status".to_owned(), s("PENDING_CONFIRMATION")),
             ("ttl".to_owned(), n(g.expires_at.timestamp())),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", "state")
-            .send()
-            .await
-            .map_err(|e| sdk_error("create pending grant", e))?;
-        Ok(())
+        self.put_new(item, "create pending grant").await
     }
 
     async fn get_pending(&self, ticket_hash: &str) -> Result<Option<PendingGrant>, StoreError> {
