@@ -277,6 +277,8 @@ pub struct StoredLead {
     pub notes: String,
     /// Bumped by every operator change, for optimistic concurrency; syncs leave it alone.
     pub version: u64,
+    /// Who made the last operator change (the outbound events' actor).
+    pub changed_by: Option<String>,
 }
 
 impl StoredLead {

@@ -11,6 +11,7 @@ pub mod local_auth;
 pub mod log_capture;
 pub mod moto;
 pub mod sim;
+pub mod streams;
 pub mod sync_fixtures;
 pub mod sync_harness;
 pub mod sync_requests;

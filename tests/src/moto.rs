@@ -52,6 +52,12 @@ fn key_schema(list: &Value) -> Vec<KeySchemaElement> {
 
 /// Creates the table that `logical_id` defines in template.yaml, under `name`.
 pub async fn create_table_from_template(ddb: &aws_sdk_dynamodb::Client, logical_id: &str, name: &str) {
+    create_table(ddb, logical_id, name, false).await
+}
+
+/// As the template has it; its stream only when `streams` (DynamoDB Local writes many times
+/// slower with one, so only the outbox's tests turn it on).
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, logical_id: &str, name: &str, streams: bool) {
     let template = template();
     let props = template
         .get("Resources")
@@ -101,6 +107,18 @@ pub async fn create_table_from_template(ddb: &aws_sdk_dynamodb::Client, logical_
                 .expect("GSI"),
         );
     }
+    if let Some(stream) = props.get("StreamSpecification").filter(|_| streams) {
+        req = req.stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(str_of(
+                    stream,
+                    "StreamViewType",
+                )))
+                .build()
+                .expect("stream specification"),
+        );
+    }
     req.send().await.unwrap_or_else(|e| {
         panic!(
             "create table {name}: {}",
@@ -145,16 +163,21 @@ impl Tables {
 }
 
 pub async fn create_tables(ddb: &aws_sdk_dynamodb::Client) -> Tables {
+    create_tables_with(ddb, false).await
+}
+
+/// The tables, with the streams the template gives them when `streams`.
+pub async fn create_tables_with(ddb: &aws_sdk_dynamodb::Client, streams: bool) -> Tables {
     let tables = Tables {
         connections: unique("connections"),
         oauth_states: unique("oauth-states"),
         leads: unique("leads"),
         sync_tasks: unique("sync-tasks"),
     };
-    create_table_from_template(ddb, "ConnectionsTable", &tables.connections).await;
-    create_table_from_template(ddb, "OAuthStatesTable", &tables.oauth_states).await;
-    create_table_from_template(ddb, "LeadsTable", &tables.leads).await;
-    create_table_from_template(ddb, "SyncTasksTable", &tables.sync_tasks).await;
+    create_table(ddb, "ConnectionsTable", &tables.connections, streams).await;
+    create_table(ddb, "OAuthStatesTable", &tables.oauth_states, streams).await;
+    create_table(ddb, "LeadsTable", &tables.leads, streams).await;
+    create_table(ddb, "SyncTasksTable", &tables.sync_tasks, streams).await;
     tables
 }
 

@@ -51,9 +51,18 @@ fn config(env: HashMap<String, String>, extra: &[(&str, &str)]) -> shared::Confi
 
 impl SyncHarness {
     pub async fn on_moto(extra: &[(&str, &str)]) -> Self {
+        Self::on_moto_with(extra, false).await
+    }
+
+    /// On moto, with the tables' streams on (the outbox's tests).
+    pub async fn on_moto_streaming(extra: &[(&str, &str)]) -> Self {
+        Self::on_moto_with(extra, true).await
+    }
+
+    async fn on_moto_with(extra: &[(&str, &str)], streams: bool) -> Self {
         let sim = Simulator::start().await;
         let aws = moto::aws().await;
-        let tables = moto::create_tables(&aws.dynamodb).await;
+        let tables = moto::create_tables_with(&aws.dynamodb, streams).await;
         let credentials_id = moto::unique("douyin-leads/app-credentials");
         moto::put_app_credentials(
             &aws.secrets,

@@ -11,7 +11,7 @@ pub mod leads;
 pub mod params;
 pub mod register;
 pub mod tasks;
-pub mod view;
+pub use shared::lead_view as view;
 
 use axum::Router;
 use axum::extract::State;

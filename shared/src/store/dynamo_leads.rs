@@ -282,7 +282,7 @@ fn new_item(tenant: &TenantId, lead: &LeadRecord, duplicate_of: Option<&LeadId>,
     item
 }
 
-fn decode(item: &Item) -> Result<StoredLead, StoreError> {
+pub(crate) fn decode(item: &Item) -> Result<StoredLead, StoreError> {
     let status = get_s(item, "status")?;
     let fields = decode_fields(item)?;
     let tenant_pk = get_s(item, "pk")?;
@@ -304,6 +304,7 @@ fn decode(item: &Item) -> Result<StoredLead, StoreError> {
             .ok_or_else(|| StoreError::new("decode lead", format!("unknown status {status}")))?,
         notes: get_opt_s(item, "notes").unwrap_or_default(),
         version: get_n(item, "version").unwrap_or(1).max(0) as u64,
+        changed_by: get_opt_s(item, "changedBy"),
     })
 }
 
@@ -1217,6 +1218,11 @@ impl LeadStore for DynamoLeadStore {
         if let Some(notes) = &change.notes {
             sets.push("notes = :notes");
             values.insert(":notes".to_owned(), s(notes));
+        }
+        if let Some(actor) = change.actor() {
+            sets.push("changedBy = :actor");
+            values.insert(":actor".to_owned(), s(actor));
+            updated.changed_by = Some(actor.to_owned());
         }
         let mut expression = format!("SET {}", sets.join(", "));
         for set in &index_sets {

@@ -154,6 +154,7 @@ impl LeadStore for MemoryLeadStore {
                         status: LeadStatus::New,
                         notes: String::new(),
                         version: 1,
+                        changed_by: None,
                     };
                     reindex(&mut index, &mut counters, tenant, None, Some(&IndexView::of(&created)));
                     all.insert(key, created);
@@ -326,6 +327,9 @@ impl LeadStore for MemoryLeadStore {
         }
         if let Some(notes) = &change.notes {
             lead.notes = notes.clone();
+        }
+        if let Some(actor) = change.actor() {
+            lead.changed_by = Some(actor.to_owned());
         }
         lead.version += 1;
         lead.updated_at = change.at;

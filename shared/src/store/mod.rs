@@ -227,6 +227,13 @@ pub struct OperatorChange {
     pub at: DateTime<Utc>,
 }
 
+impl OperatorChange {
+    /// Who made the change, as its history records it.
+    pub fn actor(&self) -> Option<&str> {
+        self.history.first().map(|h| h.actor.as_str())
+    }
+}
+
 #[async_trait]
 pub trait LeadStore: Send + Sync {
     /// Writes leads of one tenant idempotently: a new lead is created (status NEW, linked to the

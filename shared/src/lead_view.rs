@@ -1,11 +1,11 @@
-//! How a lead looks on the wire: camelCase, ids as strings, the phone masked unless the caller
+//! How a lead looks on the wire (the lead API and the outbound events): camelCase, ids as strings, the phone masked unless the caller
 //! may reveal it, and phone-like digit runs masked in the free text people type numbers into
 //! (remarks, form answers). The raw platform record is shown only to callers who may see phones,
 //! since it can carry one.
 
+use crate::lead::{StoredLead, mask_digit_runs, mask_phone};
+use crate::store::HistoryPage;
 use serde_json::{Value, json};
-use shared::lead::{StoredLead, mask_digit_runs, mask_phone};
-use shared::store::HistoryPage;
 use std::collections::BTreeMap;
 
 /// Free text as the caller may see it.

@@ -1,0 +1,127 @@
+//! The lead-events function: a batch of DynamoDB Streams records (leads and connections tables)
+//! becomes events on the leads bus. A record whose events cannot be published is reported as
+//! the batch's first failure: Lambda retries from it, in order, so per-item order holds, and
+//! consumers drop the repeats of what was already delivered by `eventId`.
+
+use serde_json::{Value, json};
+use shared::events::OutboundEvent;
+use shared::events::bus::EventPublisher;
+use shared::events::stream::{self, ChangeRecord};
+use shared::store::StoreError;
+
+/// What one invocation did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub records: usize,
+    pub events: usize,
+    /// The sequence number Lambda retries from, when something failed.
+    pub retry_from: Option<String>,
+}
+
+/// Handles one batch; the answer is the partial batch response Lambda expects.
+pub async fn handle(publisher: &dyn EventPublisher, event: &Value) -> Result<(Value, Outcome), StoreError> {
+    let records = stream::records(event)?;
+    let mut derived: Vec<(&ChangeRecord, Vec<OutboundEvent>)> = Vec::with_capacity(records.len());
+    let mut first_failure: Option<usize> = None;
+    for (i, record) in records.iter().enumerate() {
+        match stream::events_of(record) {
+            Ok(events) => derived.push((record, events)),
+            Err(e) => {
+                // Not ours to skip: it goes back to Lambda, and after its retries to the DLQ.
+                tracing::error!(sequence = %record.sequence, error = %e, "a stream record could not be read");
+                first_failure = Some(i);
+                break;
+            }
+        }
+    }
+    let events: Vec<OutboundEvent> = derived.iter().flat_map(|(_, e)| e.iter().cloned()).collect();
+    let refused = publisher.publish(&events).await?;
+    if !refused.is_empty()
+        && let Some(i) = derived
+            .iter()
+            .position(|(_, events)| events.iter().any(|e| refused.contains(&e.id)))
+    {
+        first_failure = Some(first_failure.map_or(i, |f| f.min(i)));
+    }
+    let retry_from = first_failure.map(|i| records[i].sequence.clone());
+    let failures: Vec<Value> = retry_from.iter().map(|s| json!({"itemIdentifier": s})).collect();
+    let outcome = Outcome {
+        records: records.len(),
+        events: events.len() - refused.len(),
+        retry_from,
+    };
+    tracing::info!(records = outcome.records, events = outcome.events, retry_from = ?outcome.retry_from, "stream batch handled");
+    Ok((json!({ "batchItemFailures": failures }), outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A bus that refuses the events of one lead, as PutEvents reports partial failures.
+    struct Refusing {
+        lead: &'static str,
+        published: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventPublisher for Refusing {
+        async fn publish(&self, events: &[OutboundEvent]) -> Result<Vec<String>, StoreError> {
+            let mut refused = Vec::new();
+            for e in events {
+                if e.detail["leadId"] == self.lead {
+                    refused.push(e.id.clone());
+                } else {
+                    self.published.lock().unwrap().push(e.id.clone());
+                }
+            }
+            Ok(refused)
+        }
+    }
+
+    fn lead_image(id: &str) -> Value {
+        json!({
+            "pk": {"S": "TENANT#t1"}, "sk": {"S": format!("LEAD#{id}")}, "leadId": {"S": id},
+            "connectionId": {"S": "c_1"}, "source": {"S": "feiyu"}, "sourceLeadId": {"S": "77"},
+            "fields": {"M": {"clueType": {"S": "FORM"}, "phone": {"S": "13800138000"}}},
+            "contentHash": {"S": "h1"}, "acquiredAt": {"S": "2026-12-01T00:00:00Z"},
+            "updatedAt": {"S": "2026-12-01T00:00:00Z"}, "status": {"S": "NEW"}, "version": {"N": "1"},
+        })
+    }
+
+    fn batch(ids: &[&str]) -> Value {
+        let records: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"eventName": "INSERT", "dynamodb": {"SequenceNumber": format!("{}", 100 + i), "NewImage": lead_image(id)}}))
+            .collect();
+        json!({ "Records": records })
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_makes_its_record_the_point_lambda_retries_from() {
+        let bus = Refusing {
+            lead: "l_b",
+            published: Mutex::default(),
+        };
+        let (answer, outcome) = handle(&bus, &batch(&["l_a", "l_b", "l_c"])).await.unwrap();
+        assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
+        assert_eq!((outcome.records, outcome.events), (3, 2));
+        let (answer, _) = handle(&bus, &batch(&["l_a", "l_c"])).await.unwrap();
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_record_is_retried_not_skipped() {
+        let bus = Refusing {
+            lead: "none",
+            published: Mutex::default(),
+        };
+        let mut event = batch(&["l_a", "l_b"]);
+        event["Records"][1]["dynamodb"]["NewImage"]["status"] = json!({"S": "NOT_A_STATUS"});
+        let (answer, outcome) = handle(&bus, &event).await.unwrap();
+        assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
+        assert_eq!(outcome.events, 1, "what came before it is published");
+    }
+}

@@ -1,0 +1,218 @@
+//! The outbox: what the SaaS learns of its leads and connections, derived from the tables' change
+//! streams (old and new image of each item). The rules live here, once: which change is which
+//! event, its deterministic id (consumers dedupe on it), and the lead as the list API shows it
+//! (phone masked). Counters, history items and other bookkeeping rows emit nothing.
+
+pub mod bus;
+pub mod stream;
+
+use crate::domain::{Connection, derived_id};
+use crate::lead::StoredLead;
+use crate::lead_view;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+/// Bumped when an event's shape changes in a way consumers must know of.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const LEAD_CREATED: &str = "LeadCreated";
+pub const LEAD_UPDATED: &str = "LeadUpdated";
+pub const LEAD_STATUS_CHANGED: &str = "LeadStatusChanged";
+pub const CONNECTION_STATUS_CHANGED: &str = "ConnectionStatusChanged";
+
+/// One event for the leads bus: its type, and the JSON consumers receive as the detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundEvent {
+    pub id: String,
+    pub detail_type: &'static str,
+    pub detail: Value,
+}
+
+fn envelope(id: &str, detail_type: &str, tenant: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "eventId": id, "type": detail_type, "schemaVersion": SCHEMA_VERSION,
+        "tenant": tenant, "occurredAt": at,
+    })
+}
+
+fn merge(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+/// The platform fields that differ between two versions of a lead, by their wire names.
+fn changed_fields(old: &StoredLead, new: &StoredLead) -> Vec<String> {
+    let (Value::Object(a), Value::Object(b)) = (json!(old.fields), json!(new.fields)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The events one change of a lead item means.
+pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<OutboundEvent> {
+    let Some(new) = new else {
+        // Leads are not deleted by the product; a removal (an operator's tidy-up) says nothing.
+        return Vec::new();
+    };
+    let lead_id = new.lead_id.as_str();
+    let base = |id: &str, kind: &'static str| {
+        merge(
+            envelope(id, kind, new.tenant.as_str(), new.updated_at),
+            json!({"leadId": lead_id, "version": new.version, "lead": lead_view::lead(new, false)}),
+        )
+    };
+    let Some(old) = old else {
+        let id = derived_id("ev_", &[LEAD_CREATED, lead_id]);
+        return vec![OutboundEvent {
+            detail: base(&id, LEAD_CREATED),
+            id,
+            detail_type: LEAD_CREATED,
+        }];
+    };
+    let mut events = Vec::new();
+    if old.status != new.status || old.notes != new.notes {
+        let id = derived_id("ev_", &[LEAD_STATUS_CHANGED, lead_id, &new.version.to_string()]);
+        let detail = merge(
+            base(&id, LEAD_STATUS_CHANGED),
+            json!({
+                "from": old.status, "to": new.status, "actor": new.changed_by, "at": new.updated_at,
+                "notesChanged": old.notes != new.notes,
+            }),
+        );
+        events.push(OutboundEvent {
+            id,
+            detail_type: LEAD_STATUS_CHANGED,
+            detail,
+        });
+    }
+    if old.content_hash != new.content_hash {
+        let id = derived_id("ev_", &[LEAD_UPDATED, lead_id, &new.content_hash]);
+        let detail = merge(
+            base(&id, LEAD_UPDATED),
+            json!({"changedFields": changed_fields(old, new)}),
+        );
+        events.push(OutboundEvent {
+            id,
+            detail_type: LEAD_UPDATED,
+            detail,
+        });
+    }
+    events
+}
+
+/// The events one change of a connection item means: a status that moved (a new connection
+/// counts as moving from nothing to ACTIVE), with the reason the connection keeps.
+pub fn connection_events(
+    old: Option<&Connection>,
+    new: Option<&Connection>,
+    reason: Option<(&str, &str)>,
+) -> Vec<OutboundEvent> {
+    let Some(new) = new else {
+        return Vec::new();
+    };
+    if old.is_some_and(|o| o.status == new.status) {
+        return Vec::new();
+    }
+    let to = new.status.as_str();
+    let at = new.updated_at.to_rfc3339();
+    let id = derived_id("ev_", &[CONNECTION_STATUS_CHANGED, new.id.as_str(), to, &at]);
+    let (reason_code, reason) = reason.map_or((None, None), |(code, message)| (Some(code), Some(message)));
+    let detail = merge(
+        envelope(&id, CONNECTION_STATUS_CHANGED, new.tenant.as_str(), new.updated_at),
+        json!({
+            "connectionId": new.id, "provider": new.provider, "externalAccountId": new.external_account_id,
+            "from": old.map(|o| o.status.as_str()), "to": to, "reasonCode": reason_code, "reason": reason,
+        }),
+    );
+    vec![OutboundEvent {
+        id,
+        detail_type: CONNECTION_STATUS_CHANGED,
+        detail,
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ConnectionId, TenantId};
+    use crate::lead::{LeadFields, LeadId, LeadSource, LeadStatus};
+
+    fn lead() -> StoredLead {
+        let at = DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z").unwrap().to_utc();
+        StoredLead {
+            lead_id: LeadId::from_stored("l_1"),
+            tenant: TenantId::new("t1"),
+            connection_id: ConnectionId::from_stored("c_1"),
+            source: LeadSource::Feiyu,
+            source_lead_id: "7001".into(),
+            fields: LeadFields {
+                name: Some("王先生".into()),
+                phone: Some("13800138000".into()),
+                clue_type: "FORM".into(),
+                ..LeadFields::default()
+            },
+            raw: json!({"telphone": "13800138000"}),
+            content_hash: "h1".into(),
+            acquired_at: at,
+            updated_at: at,
+            duplicate_of: None,
+            status: LeadStatus::New,
+            notes: String::new(),
+            version: 1,
+            changed_by: None,
+        }
+    }
+
+    #[test]
+    fn each_change_is_one_event_with_a_stable_id() {
+        let old = lead();
+        let created = lead_events(None, Some(&old));
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].detail_type, LEAD_CREATED);
+        assert_eq!(created[0].detail["lead"]["phone"], "138****8000");
+        assert!(created[0].detail["lead"].get("raw").is_none());
+        assert_eq!(
+            lead_events(None, Some(&old))[0].id,
+            created[0].id,
+            "replays keep the id"
+        );
+
+        let mut repulled = old.clone();
+        repulled.fields.name = Some("王总".into());
+        repulled.content_hash = "h2".into();
+        let updated = lead_events(Some(&old), Some(&repulled));
+        assert_eq!(updated.len(), 1);
+        assert_eq!(updated[0].detail_type, LEAD_UPDATED);
+        assert_eq!(updated[0].detail["changedFields"], json!(["name"]));
+
+        let mut worked = old.clone();
+        worked.status = LeadStatus::Converted;
+        worked.version = 2;
+        worked.changed_by = Some("sales-1".into());
+        let moved = lead_events(Some(&old), Some(&worked));
+        assert_eq!(moved[0].detail_type, LEAD_STATUS_CHANGED);
+        assert_eq!(
+            (moved[0].detail["from"].clone(), moved[0].detail["to"].clone()),
+            (json!("NEW"), json!("CONVERTED"))
+        );
+        assert_eq!(moved[0].detail["notesChanged"], false);
+
+        let mut linked = old.clone();
+        linked.duplicate_of = Some(LeadId::from_stored("l_0"));
+        assert!(
+            lead_events(Some(&old), Some(&linked)).is_empty(),
+            "bookkeeping on the lead says nothing"
+        );
+        assert!(lead_events(Some(&old), None).is_empty());
+    }
+}

@@ -1,0 +1,147 @@
+//! The outbox end to end: leads and connections written by the real stores into DynamoDB Local,
+//! their stream records read back and handed to lead-events in the Lambda event shape, the events
+//! put on an EventBridge bus (moto) and read from the queue its rule feeds. Every event is checked
+//! against its JSON Schema in docs/events.md.
+
+use chrono::Utc;
+use devkit::sim::SimSource;
+use devkit::streams;
+use devkit::sync_fixtures::{connected, tenant};
+use devkit::sync_harness::SyncHarness;
+use serde_json::{Value, json};
+use shared::events::bus::EventBridgePublisher;
+use shared::lead::{HistoryEntry, LeadStatus};
+use shared::store::OperatorChange;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The JSON Schemas of docs/events.md, by title.
+fn schemas() -> BTreeMap<String, jsonschema::Validator> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md")).expect("docs/events.md");
+    let mut schemas = BTreeMap::new();
+    for block in text.split("```json").skip(1) {
+        let body = &block[..block.find("```").expect("a closed block")];
+        let schema: Value = serde_json::from_str(body).expect("each JSON block is JSON");
+        if let Some(title) = schema.get("title").and_then(Value::as_str) {
+            let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+            schemas.insert(title.to_owned(), validator);
+        }
+    }
+    assert_eq!(schemas.len(), 4, "one schema per event");
+    schemas
+}
+
+fn assert_valid(schemas: &BTreeMap<String, jsonschema::Validator>, detail: &Value) {
+    let kind = detail["type"].as_str().expect("a type");
+    let schema = schemas.get(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
+    let errors: Vec<String> = schema.iter_errors(detail).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} does not fit its schema: {errors:?}\n{detail}"
+    );
+}
+
+#[tokio::test]
+async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing() {
+    let schemas = schemas();
+    let h = SyncHarness::on_moto_streaming(&[]).await;
+    let aws = h.aws.clone().expect("moto");
+    let tables = h.tables.clone().expect("tables");
+    let t = tenant();
+    let (connection, _) = connected(&h, &t, SimSource::OceanEngineClue, 25).await;
+    let task = h.sync(&h.engine(), &connection).await;
+    assert_eq!(task.totals().created, 25);
+    let lead = h.stores.leads.list_all(&t).await.unwrap().remove(0);
+    let now = Utc::now();
+    let change = OperatorChange {
+        status: Some(LeadStatus::Contacted),
+        notes: Some("called back".into()),
+        expected_version: lead.version,
+        history: vec![HistoryEntry {
+            at: now,
+            actor: "sales-7".into(),
+            action: "STATUS".into(),
+            from: Some("NEW".into()),
+            to: Some("CONTACTED".into()),
+        }],
+        at: now,
+    };
+    h.stores
+        .leads
+        .update_operator_fields(&t, &lead.lead_id, &change)
+        .await
+        .unwrap();
+    h.stores.ledger.disable(&t, &connection.id, Utc::now()).await.unwrap();
+
+    let (bus, queue) = streams::bus_with_queue(&aws).await;
+    let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
+    let mut first_ids = BTreeSet::new();
+    for table in [&tables.leads, &tables.connections] {
+        let event = streams::lambda_event(&aws, table).await;
+        let (answer, outcome) = lead_events::handle(&publisher, &event).await.expect("handled");
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+        assert!(outcome.records > 0);
+    }
+    let delivered = streams::drain(&aws, &queue).await;
+    let mut by_type: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for envelope in &delivered {
+        assert_eq!(envelope["source"], "douyin-leads.leads");
+        let detail = envelope["detail"].clone();
+        assert_valid(&schemas, &detail);
+        assert_eq!(detail["tenant"], t.as_str(), "{detail}");
+        assert_eq!(envelope["detail-type"], detail["type"]);
+        first_ids.insert(detail["eventId"].as_str().unwrap().to_owned());
+        by_type
+            .entry(detail["type"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(detail);
+    }
+    let count = |k: &str| by_type.get(k).map_or(0, Vec::len);
+    assert_eq!(
+        count("LeadCreated"),
+        25,
+        "one per lead; counters, history and phone rows say nothing"
+    );
+    assert_eq!(count("LeadUpdated"), 0);
+    let moved = &by_type["LeadStatusChanged"];
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        (
+            &moved[0]["from"],
+            &moved[0]["to"],
+            &moved[0]["actor"],
+            &moved[0]["notesChanged"]
+        ),
+        (&json!("NEW"), &json!("CONTACTED"), &json!("sales-7"), &json!(true))
+    );
+    let statuses: Vec<(Value, Value)> = by_type["ConnectionStatusChanged"]
+        .iter()
+        .map(|d| (d["from"].clone(), d["to"].clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![(Value::Null, json!("ACTIVE")), (json!("ACTIVE"), json!("DISABLED"))],
+        "connected, then disconnected; sync bookkeeping on the row says nothing"
+    );
+    let text = serde_json::to_string(&delivered).unwrap();
+    assert!(!text.contains("\"raw\""), "no raw record leaves");
+    for created in &by_type["LeadCreated"] {
+        if let Some(phone) = created["lead"]["phone"].as_str() {
+            assert!(phone.contains('*'), "phones leave masked: {phone}");
+        }
+    }
+    assert_eq!(first_ids.len(), delivered.len(), "ids are distinct");
+
+    // A redelivered batch (Lambda retrying after a failure) sends the same ids again.
+    let event = streams::lambda_event(&aws, &tables.leads).await;
+    lead_events::handle(&publisher, &event).await.unwrap();
+    let again: BTreeSet<String> = streams::drain(&aws, &queue)
+        .await
+        .iter()
+        .map(|e| e["detail"]["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        again.is_subset(&first_ids) && again.len() == 26,
+        "replays repeat ids, never new ones"
+    );
+}
