@@ -141,6 +141,8 @@ pub enum FeiyuTimeFormat {
 /// How lead syncs run: windows, limits, leases and the fan-out queue.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
+    /// After this many failed runs in a row a connection's `SyncFailing` event goes out.
+    pub failing_after: u64,
     /// Each incremental window starts this far before the watermark, to catch late fields and edits.
     pub overlap: Duration,
     /// How far back a first (or FULL) sync reaches.
@@ -307,6 +309,7 @@ impl Config {
                 oceanengine_sources: r.oceanengine_sources("OCEANENGINE_LEAD_SOURCES"),
                 queue_url: r.optional("SYNC_QUEUE_URL"),
                 max_receives: r.int("SYNC_MAX_RECEIVES", 3, 1..=1000) as u32,
+                failing_after: r.int("SYNC_FAILING_AFTER", 3, 1..=100),
                 event_bus: r.name("LEADS_EVENT_BUS", "default"),
             },
             read: ReadConfig {

@@ -511,6 +511,7 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
                 task_id: "task-2".into(),
                 at: t0,
                 succeeded: false,
+                failed: true,
                 failure: Some(shared::failure::Failure::deadline()),
                 created: 3,
             },
@@ -523,10 +524,26 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
         (Some(t0), None, Some("DEADLINE_REACHED"))
     );
     assert_eq!(info.last_error, Some(shared::failure::Failure::deadline().message));
+    assert_eq!(info.failed_runs, 1, "a failure in a row");
+    let partial = RunRecord {
+        task_id: "task-2b".into(),
+        at: t0,
+        succeeded: false,
+        failed: false,
+        failure: Some(shared::failure::Failure::deadline()),
+        created: 0,
+    };
+    ledger.record_run(&tenant, &c.id, &partial).await.unwrap();
+    assert_eq!(
+        ledger.sync_info(&tenant, &c.id).await.unwrap().failed_runs,
+        1,
+        "a partial run neither adds nor resets"
+    );
     let second = RunRecord {
         task_id: "task-3".into(),
         at: t0,
         succeeded: true,
+        failed: false,
         failure: None,
         created: 4,
     };
@@ -542,6 +559,7 @@ pub async fn sync_ledger(connections: &dyn ConnectionStore, ledger: &dyn SyncLed
         (7, None, None, Some(t0)),
         "counts add up"
     );
+    assert_eq!(info.failed_runs, 0, "a completed run ends the streak");
 
     assert_eq!(
         ledger

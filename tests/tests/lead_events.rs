@@ -14,6 +14,8 @@ use shared::lead::{HistoryEntry, LeadStatus};
 use shared::store::OperatorChange;
 use std::collections::{BTreeMap, BTreeSet};
 
+const RULES: shared::events::EventRules = shared::events::EventRules { sync_failing_after: 3 };
+
 /// The JSON Schemas of docs/events.md, by title.
 fn schemas() -> BTreeMap<String, jsonschema::Validator> {
     let text =
@@ -27,7 +29,7 @@ fn schemas() -> BTreeMap<String, jsonschema::Validator> {
             schemas.insert(title.to_owned(), validator);
         }
     }
-    assert_eq!(schemas.len(), 4, "one schema per event");
+    assert_eq!(schemas.len(), 5, "one schema per event");
     schemas
 }
 
@@ -78,7 +80,7 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
     let mut first_ids = BTreeSet::new();
     for table in [&tables.leads, &tables.connections] {
         let event = streams::lambda_event(&aws, table).await;
-        let (answer, outcome) = lead_events::handle(&publisher, &event).await.expect("handled");
+        let (answer, outcome) = lead_events::handle(&publisher, RULES, &event).await.expect("handled");
         assert_eq!(answer, json!({"batchItemFailures": []}));
         assert!(outcome.records > 0);
     }
@@ -134,7 +136,7 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
 
     // A redelivered batch (Lambda retrying after a failure) sends the same ids again.
     let event = streams::lambda_event(&aws, &tables.leads).await;
-    lead_events::handle(&publisher, &event).await.unwrap();
+    lead_events::handle(&publisher, RULES, &event).await.unwrap();
     let again: BTreeSet<String> = streams::drain(&aws, &queue)
         .await
         .iter()
@@ -144,4 +146,40 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
         again.is_subset(&first_ids) && again.len() == 26,
         "replays repeat ids, never new ones"
     );
+}
+
+/// Syncs that fail again and again raise `SyncFailing` once, when the streak reaches
+/// `SYNC_FAILING_AFTER` (3), with the last error's code; a longer streak raises nothing more.
+#[tokio::test]
+async fn a_connection_whose_syncs_keep_failing_raises_sync_failing_once() {
+    let schemas = schemas();
+    let h = SyncHarness::on_moto_streaming(&[]).await;
+    let aws = h.aws.clone().expect("moto");
+    let tables = h.tables.clone().expect("tables");
+    let t = tenant();
+    let (connection, _) = connected(&h, &t, SimSource::Feiyu, 5).await;
+    h.sim
+        .push_faults(std::iter::repeat_n(devkit::sim::Fault::Status(503), 200));
+    for _ in 0..4 {
+        let task = h.sync(&h.engine(), &connection).await;
+        assert_eq!(task.status, shared::task::TaskStatus::Failed, "{task:?}");
+    }
+    let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
+    assert_eq!(info.failed_runs, 4);
+
+    let (bus, queue) = streams::bus_with_queue(&aws).await;
+    let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
+    let event = streams::lambda_event(&aws, &tables.connections).await;
+    lead_events::handle(&publisher, RULES, &event).await.expect("handled");
+    let failing: Vec<Value> = streams::drain(&aws, &queue)
+        .await
+        .into_iter()
+        .map(|e| e["detail"].clone())
+        .filter(|d| d["type"] == "SyncFailing")
+        .collect();
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_valid(&schemas, &failing[0]);
+    assert_eq!(failing[0]["failedRuns"], 3);
+    assert_eq!(failing[0]["reasonCode"], "PLATFORM_ERROR");
+    assert_eq!(failing[0]["connectionId"], connection.id.as_str());
 }

@@ -4,9 +4,9 @@
 //! consumers drop the repeats of what was already delivered by `eventId`.
 
 use serde_json::{Value, json};
-use shared::events::OutboundEvent;
 use shared::events::bus::EventPublisher;
 use shared::events::stream::{self, ChangeRecord};
+use shared::events::{EventRules, OutboundEvent};
 use shared::store::StoreError;
 
 /// What one invocation did, for the log.
@@ -19,12 +19,16 @@ pub struct Outcome {
 }
 
 /// Handles one batch; the answer is the partial batch response Lambda expects.
-pub async fn handle(publisher: &dyn EventPublisher, event: &Value) -> Result<(Value, Outcome), StoreError> {
+pub async fn handle(
+    publisher: &dyn EventPublisher,
+    rules: EventRules,
+    event: &Value,
+) -> Result<(Value, Outcome), StoreError> {
     let records = stream::records(event)?;
     let mut derived: Vec<(&ChangeRecord, Vec<OutboundEvent>)> = Vec::with_capacity(records.len());
     let mut first_failure: Option<usize> = None;
     for (i, record) in records.iter().enumerate() {
-        match stream::events_of(record) {
+        match stream::events_of(record, rules) {
             Ok(events) => derived.push((record, events)),
             Err(e) => {
                 // Not ours to skip: it goes back to Lambda, and after its retries to the DLQ.
@@ -58,6 +62,8 @@ pub async fn handle(publisher: &dyn EventPublisher, event: &Value) -> Result<(Va
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    const RULES: EventRules = EventRules { sync_failing_after: 3 };
 
     /// A bus that refuses the events of one lead, as PutEvents reports partial failures.
     struct Refusing {
@@ -105,10 +111,10 @@ mod tests {
             lead: "l_b",
             published: Mutex::default(),
         };
-        let (answer, outcome) = handle(&bus, &batch(&["l_a", "l_b", "l_c"])).await.unwrap();
+        let (answer, outcome) = handle(&bus, RULES, &batch(&["l_a", "l_b", "l_c"])).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
         assert_eq!((outcome.records, outcome.events), (3, 2));
-        let (answer, _) = handle(&bus, &batch(&["l_a", "l_c"])).await.unwrap();
+        let (answer, _) = handle(&bus, RULES, &batch(&["l_a", "l_c"])).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": []}));
     }
 
@@ -120,7 +126,7 @@ mod tests {
         };
         let mut event = batch(&["l_a", "l_b"]);
         event["Records"][1]["dynamodb"]["NewImage"]["status"] = json!({"S": "NOT_A_STATUS"});
-        let (answer, outcome) = handle(&bus, &event).await.unwrap();
+        let (answer, outcome) = handle(&bus, RULES, &event).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
         assert_eq!(outcome.events, 1, "what came before it is published");
     }

@@ -27,7 +27,7 @@ pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result
             "advertiserIds": c.advertiser_ids, "status": c.status, "scopes": c.scopes,
             "accessExpiresAt": c.access_expires_at, "refreshExpiresAt": c.refresh_expires_at,
             "lastSyncAt": info.last_sync_at, "lastSuccessAt": info.last_success_at, "lastError": info.last_error, "lastErrorCode": info.last_error_code,
-            "lastTaskId": info.last_task_id, "leadCount": info.lead_count, "syncing": info.lease.is_some_and(|l| l.until > api.clock.now()),
+            "lastTaskId": info.last_task_id, "leadCount": info.lead_count, "failedRuns": info.failed_runs, "syncing": info.lease.is_some_and(|l| l.until > api.clock.now()),
             "createdAt": c.created_at,
         }));
     }

@@ -19,6 +19,31 @@ pub const LEAD_CREATED: &str = "LeadCreated";
 pub const LEAD_UPDATED: &str = "LeadUpdated";
 pub const LEAD_STATUS_CHANGED: &str = "LeadStatusChanged";
 pub const CONNECTION_STATUS_CHANGED: &str = "ConnectionStatusChanged";
+pub const SYNC_FAILING: &str = "SyncFailing";
+
+/// What the rules need from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRules {
+    /// `SyncFailing` goes out when a connection's failed runs in a row reach this.
+    pub sync_failing_after: u64,
+}
+
+impl EventRules {
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            sync_failing_after: config.sync.failing_after,
+        }
+    }
+}
+
+/// A connection's sync health as its row carries it, before and after a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunHealth {
+    pub failed_runs: u64,
+    pub last_error_code: Option<String>,
+    pub last_error: Option<String>,
+    pub last_task_id: Option<String>,
+}
 
 /// One event for the leads bus: its type, and the JSON consumers receive as the detail.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +133,34 @@ pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<Ou
         });
     }
     events
+}
+
+/// `SyncFailing`, once per streak: when a connection's failed runs in a row reach the threshold.
+pub fn sync_failing_events(
+    connection: &Connection,
+    old: &RunHealth,
+    new: &RunHealth,
+    rules: EventRules,
+) -> Vec<OutboundEvent> {
+    let after = rules.sync_failing_after;
+    if !(old.failed_runs < after && new.failed_runs >= after) {
+        return Vec::new();
+    }
+    let task = new.last_task_id.as_deref().unwrap_or("");
+    let id = derived_id("ev_", &[SYNC_FAILING, connection.id.as_str(), task]);
+    let detail = merge(
+        envelope(&id, SYNC_FAILING, connection.tenant.as_str(), connection.updated_at),
+        json!({
+            "connectionId": connection.id, "provider": connection.provider,
+            "externalAccountId": connection.external_account_id, "failedRuns": new.failed_runs,
+            "lastTaskId": new.last_task_id, "reasonCode": new.last_error_code, "reason": new.last_error,
+        }),
+    );
+    vec![OutboundEvent {
+        id,
+        detail_type: SYNC_FAILING,
+        detail,
+    }]
 }
 
 /// The events one change of a connection item means: a status that moved (a new connection

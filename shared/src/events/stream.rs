@@ -1,7 +1,7 @@
 //! DynamoDB Streams records as Lambda delivers them (`Records[].dynamodb.{OldImage,NewImage}` in
 //! DynamoDB's typed JSON), read back into the items the stores wrote, and then into events.
 
-use super::{OutboundEvent, connection_events, lead_events};
+use super::{EventRules, OutboundEvent, RunHealth, connection_events, lead_events, sync_failing_events};
 use crate::store::attr::Item;
 use crate::store::dynamo::DynamoConnectionStore;
 use crate::store::{StoreError, dynamo_leads};
@@ -93,7 +93,7 @@ fn sort_key(item: &Item) -> Option<&str> {
 
 /// The events a record means. A row that is neither a lead nor a connection (a counter, a
 /// history entry, a phone index, a claim, an audit or export record) means none.
-pub fn events_of(record: &ChangeRecord) -> Result<Vec<OutboundEvent>, StoreError> {
+pub fn events_of(record: &ChangeRecord, rules: EventRules) -> Result<Vec<OutboundEvent>, StoreError> {
     let Some(sk) = record.new.as_ref().or(record.old.as_ref()).and_then(sort_key) else {
         return Ok(Vec::new());
     };
@@ -115,17 +115,26 @@ pub fn events_of(record: &ChangeRecord) -> Result<Vec<OutboundEvent>, StoreError
     if sk.starts_with("CONN#") {
         let old = record.old.as_ref().map(DynamoConnectionStore::decode).transpose()?;
         let new = record.new.as_ref().map(DynamoConnectionStore::decode).transpose()?;
-        let text = |name: &str| {
-            record
-                .new
-                .as_ref()
-                .and_then(|i| i.get(name))
-                .and_then(|v| v.as_s().ok())
-                .cloned()
+        let health = |image: Option<&Item>| {
+            let text = |name: &str| image.and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).cloned();
+            RunHealth {
+                failed_runs: image
+                    .and_then(|i| i.get("failedRuns"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                last_error_code: text("lastErrorCode"),
+                last_error: text("lastError"),
+                last_task_id: text("lastTaskId"),
+            }
         };
-        let (code, message) = (text("lastErrorCode"), text("lastError"));
-        let reason = code.as_deref().zip(message.as_deref());
-        return Ok(connection_events(old.as_ref(), new.as_ref(), reason));
+        let (before, after) = (health(record.old.as_ref()), health(record.new.as_ref()));
+        let reason = after.last_error_code.as_deref().zip(after.last_error.as_deref());
+        let mut events = connection_events(old.as_ref(), new.as_ref(), reason);
+        if let Some(new) = &new {
+            events.extend(sync_failing_events(new, &before, &after, rules));
+        }
+        return Ok(events);
     }
     Ok(Vec::new())
 }
@@ -159,8 +168,9 @@ mod tests {
             {"dynamodb": {"SequenceNumber": "2", "NewImage": {"pk": {"S": "HIST#t#l_1"}, "sk": {"S": "H#1"}}}},
             {"dynamodb": {"SequenceNumber": "3", "NewImage": {"pk": {"S": "CLAIM#douyin#x"}, "sk": {"S": "CLAIM"}}}}
         ]});
+        let rules = EventRules { sync_failing_after: 3 };
         for record in records(&event).unwrap() {
-            assert!(events_of(&record).unwrap().is_empty(), "{}", record.sequence);
+            assert!(events_of(&record, rules).unwrap().is_empty(), "{}", record.sequence);
         }
     }
 }

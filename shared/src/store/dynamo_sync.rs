@@ -117,6 +117,7 @@ impl SyncLedger for DynamoConnectionStore {
             last_error_code: get_opt_s(&item, "lastErrorCode"),
             last_task_id: get_opt_s(&item, "lastTaskId"),
             lead_count: get_n(&item, "leadCount").unwrap_or(0).max(0) as u64,
+            failed_runs: get_n(&item, "failedRuns").unwrap_or(0).max(0) as u64,
             ..SyncInfo::default()
         };
         for (name, _) in item.iter().filter(|(k, _)| k.starts_with(WATERMARK_PREFIX)) {
@@ -162,9 +163,16 @@ impl SyncLedger for DynamoConnectionStore {
         let mut sets = vec!["lastSyncAt = :at", "lastTaskId = :task"];
         if run.succeeded {
             sets.push("lastSuccessAt = :at");
+            sets.push("failedRuns = :zero");
+            update = update.expression_attribute_values(":zero", n(0));
         }
-        // ADD keeps the count right without reading it, whatever else writes the item.
-        let add = " ADD leadCount :created";
+        // ADD keeps the counts right without reading them, whatever else writes the item.
+        let add = if run.failed {
+            update = update.expression_attribute_values(":one", n(1));
+            " ADD leadCount :created, failedRuns :one"
+        } else {
+            " ADD leadCount :created"
+        };
         update = update.expression_attribute_values(":created", n(run.created as i64));
         let expression = match &run.failure {
             Some(failure) => {

@@ -306,6 +306,10 @@ impl SyncLedger for MemoryConnectionStore {
             info.lead_count += run.created;
             if run.succeeded {
                 info.last_success_at = Some(run.at);
+                info.failed_runs = 0;
+            }
+            if run.failed {
+                info.failed_runs += 1;
             }
             info.last_error = run.failure.as_ref().map(|f| f.message.clone());
             info.last_error_code = run.failure.as_ref().map(|f| f.code.to_owned());

@@ -389,6 +389,8 @@ pub struct SyncInfo {
     pub last_task_id: Option<String>,
     /// Leads this connection's syncs created (a count kept by addition, never by reading leads).
     pub lead_count: u64,
+    /// Runs that failed in a row (a completed run resets it; a partial one leaves it).
+    pub failed_runs: u64,
 }
 
 /// How a run ended, for the connection's health.
@@ -397,6 +399,8 @@ pub struct RunRecord {
     pub task_id: String,
     pub at: DateTime<Utc>,
     pub succeeded: bool,
+    /// It failed outright (status FAILED): one more failure in a row.
+    pub failed: bool,
     /// Why it did not fully succeed, as the connection will show it.
     pub failure: Option<crate::failure::Failure>,
     /// Leads the run created, added to the connection's lead count.

@@ -416,6 +416,7 @@ impl SyncEngine {
                     task_id: task.task_id.clone(),
                     at: finished,
                     succeeded: task.status == TaskStatus::Completed,
+                    failed: task.status == TaskStatus::Failed,
                     failure,
                     created: task.totals().created,
                 },
