@@ -62,6 +62,24 @@ impl StoreSet {
     pub fn embedded(credentials: AppCredentials) -> Self {
         let vault = Arc::new(MemoryTokenVault::new(credentials));
         let sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::default()), vault);
+        Self::embedded_from(sync)
+    }
+
+    /// Embedded stores that tell every lead and connection write to a change feed, as
+    /// DynamoDB Streams tell lead-events: the events land in the returned memory bus.
+    pub fn embedded_with_events(
+        credentials: AppCredentials,
+        rules: shared::events::EventRules,
+    ) -> (Self, Arc<shared::events::bus::MemoryEvents>) {
+        let events = Arc::new(shared::events::bus::MemoryEvents::default());
+        let feed = Arc::new(shared::events::feed::ChangeFeed::new(rules, events.clone()));
+        let vault = Arc::new(MemoryTokenVault::new(credentials));
+        let mut sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::with_feed(feed.clone())), vault);
+        sync.leads = Arc::new(shared::store::memory_leads::MemoryLeadStore::with_feed(feed));
+        (Self::embedded_from(sync), events)
+    }
+
+    fn embedded_from(sync: SyncStores) -> Self {
         let audit = Arc::new(shared::store::memory_leads::MemoryAuditLog::default());
         let exports: ExportStores = (
             Arc::new(MemoryExportJobs::default()),

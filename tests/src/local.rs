@@ -57,6 +57,7 @@ struct LocalState {
     jwt: LocalJwt,
     stores: StoreSet,
     engine: Arc<SyncEngine>,
+    events: Arc<shared::events::bus::MemoryEvents>,
 }
 
 /// Builds the whole local system; the caller serves it on `options.host:options.port`. The
@@ -68,10 +69,13 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     let mut env = app::simulator_env(&format!("{public}/sim"), &public, &sim_app);
     env.extend(std::env::vars().filter(|(k, _)| shared_var(k)));
     let config = shared::Config::from_lookup(|k| env.get(k).cloned())?;
-    let mut stores = StoreSet::embedded(AppCredentials {
-        douyin_client_secret: Secret::new(sim_app.douyin_client_secret.clone()),
-        oceanengine_secret: Secret::new(sim_app.oceanengine_secret.clone()),
-    });
+    let (mut stores, events) = StoreSet::embedded_with_events(
+        AppCredentials {
+            douyin_client_secret: Secret::new(sim_app.douyin_client_secret.clone()),
+            oceanengine_secret: Secret::new(sim_app.oceanengine_secret.clone()),
+        },
+        shared::events::EventRules::from_config(&config),
+    );
     // Export files stay in memory; their "download links" are served here, like presigned URLs.
     let files = MemorySink::new(format!("{public}/local/files"));
     stores.export_sink = Arc::new(files.clone());
@@ -99,6 +103,7 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
         .route("/local/token", get(mint_token))
         .route("/local/connections", get(connections))
         .route("/local/leads", get(leads))
+        .route("/local/events", get(outbound_events))
         .route("/local/sync", post(sync_now))
         .route("/local/done", get(done))
         .layer(axum::middleware::from_fn_with_state(
@@ -109,6 +114,7 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
             jwt: jwt.clone(),
             stores: stores.clone(),
             engine: engine.clone(),
+            events,
         });
     let requests = Arc::new(crate::sync_requests::InProcessSyncRequests(engine.clone()));
     let downloads = Router::new()
@@ -190,6 +196,19 @@ async fn connections(State(s): State<LocalState>, identity: Identity) -> Result<
 }
 
 /// `GET /local/leads`: the caller's leads, newest first, phones masked (until the lead API serves them).
+/// `GET /local/events`: the caller's outbound events, oldest first, as lead-events would put
+/// them on the bus (the embedded stores' change feed stands in for DynamoDB Streams).
+async fn outbound_events(State(s): State<LocalState>, identity: Identity) -> axum::response::Response {
+    let mine: Vec<serde_json::Value> = s
+        .events
+        .all()
+        .into_iter()
+        .map(|e| e.detail)
+        .filter(|d| d["tenant"] == identity.tenant.as_str())
+        .collect();
+    ok(mine)
+}
+
 async fn leads(State(s): State<LocalState>, identity: Identity) -> Result<axum::response::Response, ApiError> {
     let list = s
         .stores

@@ -115,6 +115,22 @@ async fn the_readme_walk_through_works_on_the_local_run() {
     }
     assert_eq!(total, expected, "the scheduler stored every demo lead");
 
+    // The outbox: what lead-events would put on the bus, from the embedded stores' change feed.
+    let events: Value = get_json(&http, format!("{base}/local/events"), &token).await;
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "LeadCreated").count(), expected as usize);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "ConnectionStatusChanged").count(),
+        2,
+        "both connections connected; sync bookkeeping says nothing"
+    );
+    assert!(!events.to_string().contains("\"raw\""), "no raw record leaves");
+
     // The lead API serves them, scoped like API Gateway would.
     let page: Value = http
         .get(format!(

@@ -92,6 +92,10 @@ impl MemoryEvents {
     pub fn all(&self) -> Vec<OutboundEvent> {
         crate::store::memory::lock(&self.events).clone()
     }
+
+    pub fn push(&self, events: Vec<OutboundEvent>) {
+        crate::store::memory::lock(&self.events).extend(events);
+    }
 }
 
 #[async_trait]

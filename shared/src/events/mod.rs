@@ -4,6 +4,7 @@
 //! (phone masked). Counters, history items and other bookkeeping rows emit nothing.
 
 pub mod bus;
+pub mod feed;
 pub mod stream;
 
 use crate::domain::{Connection, derived_id};

@@ -144,6 +144,18 @@ impl AppCredentialsSource for MemoryTokenVault {
 #[derive(Default)]
 pub struct MemoryConnectionStore {
     inner: Mutex<Connections>,
+    /// Where each connection write is told, as DynamoDB Streams would (the local run's events).
+    feed: Option<Arc<crate::events::feed::ChangeFeed>>,
+}
+
+impl MemoryConnectionStore {
+    /// A store that tells `feed` of every connection write, as DynamoDB Streams would.
+    pub fn with_feed(feed: Arc<crate::events::feed::ChangeFeed>) -> Self {
+        Self {
+            feed: Some(feed),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -176,13 +188,16 @@ impl ConnectionStore for MemoryConnectionStore {
         inner.claim(&connection.tenant, connection.provider, &connection.external_account_id)?;
         let key = (connection.tenant.clone(), connection.id.clone());
         let created_at = inner.rows.get(&key).map_or(connection.created_at, |old| old.created_at);
-        inner.rows.insert(
-            key,
-            Connection {
-                created_at,
-                ..connection.clone()
-            },
-        );
+        let old = inner.rows.get(&key).cloned();
+        let health = crate::events::RunHealth::of(&inner.sync.get(&key).cloned().unwrap_or_default());
+        let new = Connection {
+            created_at,
+            ..connection.clone()
+        };
+        if let Some(feed) = &self.feed {
+            feed.connection(old.as_ref().map(|o| (o, health.clone())), (&new, health));
+        }
+        inner.rows.insert(key, new);
         Ok(())
     }
 
@@ -221,7 +236,15 @@ impl MemoryConnectionStore {
         let key = (tenant.clone(), id.clone());
         let Connections { rows, sync, .. } = &mut *inner;
         if let Some(row) = rows.get_mut(&key) {
-            f(sync.entry(key).or_default(), row);
+            let info = sync.entry(key).or_default();
+            let before = self
+                .feed
+                .as_ref()
+                .map(|_| (row.clone(), crate::events::RunHealth::of(info)));
+            f(info, row);
+            if let (Some(feed), Some((old, health))) = (&self.feed, before) {
+                feed.connection(Some((&old, health)), (row, crate::events::RunHealth::of(info)));
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct MemoryLeadStore {
@@ -32,9 +32,19 @@ pub struct MemoryLeadStore {
     /// Leads waiting for a phone retry, per (tenant, connection).
     pending: Mutex<BTreeMap<(TenantId, ConnectionId, LeadId), PendingPhone>>,
     writes: AtomicU64,
+    /// Where each lead write is told, as DynamoDB Streams would (the local run's events).
+    feed: Option<Arc<crate::events::feed::ChangeFeed>>,
 }
 
 impl MemoryLeadStore {
+    /// A store that tells `feed` of every lead write, as DynamoDB Streams would.
+    pub fn with_feed(feed: Arc<crate::events::feed::ChangeFeed>) -> Self {
+        Self {
+            feed: Some(feed),
+            ..Self::default()
+        }
+    }
+
     /// Items written so far (creates and updates).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
@@ -117,6 +127,7 @@ impl LeadStore for MemoryLeadStore {
                 Write::Refused(_) => report.failed.push(lead.lead_id.clone()),
                 Write::Update(record) => {
                     let stored = all.get_mut(&key).expect("an update is of a stored lead");
+                    let old = self.feed.as_ref().map(|_| stored.clone());
                     let before = IndexView::of(stored);
                     stored.fields = record.fields;
                     stored.raw = record.raw;
@@ -129,6 +140,9 @@ impl LeadStore for MemoryLeadStore {
                         Some(&before),
                         Some(&IndexView::of(stored)),
                     );
+                    if let Some(feed) = &self.feed {
+                        feed.lead(old.as_ref(), stored);
+                    }
                     report.updated += 1;
                 }
                 Write::Create(record) => {
@@ -157,6 +171,9 @@ impl LeadStore for MemoryLeadStore {
                         changed_by: None,
                     };
                     reindex(&mut index, &mut counters, tenant, None, Some(&IndexView::of(&created)));
+                    if let Some(feed) = &self.feed {
+                        feed.lead(None, &created);
+                    }
                     all.insert(key, created);
                     report.created += 1;
                 }
@@ -321,6 +338,7 @@ impl LeadStore for MemoryLeadStore {
         if lead.version != change.expected_version {
             return Err(LeadUpdateError::VersionConflict { current: lead.version });
         }
+        let old = self.feed.as_ref().map(|_| lead.clone());
         let before = IndexView::of(lead);
         if let Some(status) = change.status {
             lead.status = status;
@@ -342,6 +360,9 @@ impl LeadStore for MemoryLeadStore {
             Some(&after),
         );
         put_history(&mut lock(&self.history), tenant, lead_id, &change.history);
+        if let Some(feed) = &self.feed {
+            feed.lead(old.as_ref(), lead);
+        }
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(lead.clone())
     }
