@@ -107,8 +107,9 @@ pub async fn lambda_event(aws: &AwsClients, table: &str) -> Value {
     json!({"Records": records.into_iter().map(|(_, r)| r).collect::<Vec<_>>()})
 }
 
-/// A bus on moto with a rule that copies every outbound event into a queue; returns both.
-pub async fn bus_with_queue(aws: &AwsClients) -> (String, String) {
+/// A bus on moto with a rule that copies the events matching `pattern` into a queue; returns
+/// the bus name and the queue URL.
+pub async fn bus_with_queue(aws: &AwsClients, pattern: &Value) -> (String, String) {
     let bus = crate::moto::unique("leads-bus");
     aws.events
         .create_event_bus()
@@ -136,12 +137,11 @@ pub async fn bus_with_queue(aws: &AwsClients) -> (String, String) {
         .attributes
         .unwrap_or_default();
     let arn = attributes[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
-    let pattern = json!({"source": [shared::events::bus::EVENT_SOURCE]}).to_string();
     aws.events
         .put_rule()
         .name("outbound")
         .event_bus_name(&bus)
-        .event_pattern(pattern)
+        .event_pattern(pattern.to_string())
         .send()
         .await
         .expect("rule");

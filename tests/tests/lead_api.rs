@@ -267,56 +267,8 @@ async fn disconnecting_schedules_the_token_secret_for_deletion() {
 async fn a_sync_requested_through_eventbridge_runs_to_completion() {
     let h = SyncHarness::on_moto(&[]).await;
     let aws = h.aws.clone().unwrap();
-    let bus = devkit::moto::unique("leads-bus");
-    aws.events
-        .create_event_bus()
-        .name(&bus)
-        .send()
-        .await
-        .expect("create bus");
-    let queue_url = aws
-        .sqs
-        .create_queue()
-        .queue_name(devkit::moto::unique("sync-requested"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let pattern = json!({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}).to_string();
-    aws.events
-        .put_rule()
-        .name("sync-requested")
-        .event_bus_name(&bus)
-        .event_pattern(pattern)
-        .send()
-        .await
-        .unwrap();
-    aws.events
-        .put_targets()
-        .rule("sync-requested")
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let pattern = json!({"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]});
+    let (bus, queue_url) = devkit::streams::bus_with_queue(&aws, &pattern).await;
     let api = api(&h, Arc::new(EventBridgeSyncRequests::new(aws.events.clone(), &bus)));
     let tenant = devkit::moto::unique("tenant");
     let t = TenantId::new(&tenant);

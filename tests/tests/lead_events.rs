@@ -14,6 +14,9 @@ use shared::lead::{HistoryEntry, LeadStatus};
 use shared::store::OperatorChange;
 use std::collections::{BTreeMap, BTreeSet};
 
+static OUTBOUND: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({"source": [shared::events::bus::EVENT_SOURCE]}));
+
 const RULES: shared::events::EventRules = shared::events::EventRules { sync_failing_after: 3 };
 
 /// The JSON Schemas of docs/events.md, by title.
@@ -75,7 +78,7 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
         .unwrap();
     h.stores.ledger.disable(&t, &connection.id, Utc::now()).await.unwrap();
 
-    let (bus, queue) = streams::bus_with_queue(&aws).await;
+    let (bus, queue) = streams::bus_with_queue(&aws, &OUTBOUND).await;
     let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
     let mut first_ids = BTreeSet::new();
     for table in [&tables.leads, &tables.connections] {
@@ -167,7 +170,7 @@ async fn a_connection_whose_syncs_keep_failing_raises_sync_failing_once() {
     let info = h.stores.ledger.sync_info(&t, &connection.id).await.unwrap();
     assert_eq!(info.failed_runs, 4);
 
-    let (bus, queue) = streams::bus_with_queue(&aws).await;
+    let (bus, queue) = streams::bus_with_queue(&aws, &OUTBOUND).await;
     let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
     let event = streams::lambda_event(&aws, &tables.connections).await;
     lead_events::handle(&publisher, RULES, &event).await.expect("handled");
