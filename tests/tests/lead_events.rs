@@ -186,3 +186,21 @@ async fn a_connection_whose_syncs_keep_failing_raises_sync_failing_once() {
     assert_eq!(failing[0]["reasonCode"], "PLATFORM_ERROR");
     assert_eq!(failing[0]["connectionId"], connection.id.as_str());
 }
+
+/// An event too large for EventBridge goes without its lead, and still fits its schema.
+#[test]
+fn an_event_without_its_lead_still_fits_its_schema() {
+    let schemas = schemas();
+    let huge = shared::events::OutboundEvent {
+        id: "ev_0123456789abcdef01234567".into(),
+        detail_type: "LeadCreated",
+        detail: json!({
+            "eventId": "ev_0123456789abcdef01234567", "type": "LeadCreated", "schemaVersion": 1,
+            "tenant": "t1", "occurredAt": "2026-12-02T08:00:00Z", "leadId": "l_1", "version": 1,
+            "lead": {"leadId": "l_1", "remark": "x".repeat(300 * 1024)},
+        }),
+    };
+    let slim = shared::events::bus::fit(&huge);
+    assert_valid(&schemas, &slim.detail);
+    assert!(slim.detail.get("lead").is_none());
+}
