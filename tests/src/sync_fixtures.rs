@@ -65,6 +65,21 @@ pub async fn connected(h: &SyncHarness, tenant: &TenantId, source: SimSource, co
     }
 }
 
+/// A task the API recorded for an on-demand sync of `connection`, as `POST /fans/sync` does.
+pub async fn requested_task(h: &SyncHarness, connection: &Connection) -> shared::task::SyncTask {
+    let task = shared::task::SyncTask::new(
+        shared::task::new_task_id(),
+        connection.tenant.clone(),
+        connection.id.clone(),
+        shared::task::Trigger::Manual,
+        shared::task::Strategy::Incremental,
+        chrono::Utc::now(),
+        Duration::days(1),
+    );
+    h.stores.tasks.put(&task).await.expect("record the task");
+    task
+}
+
 pub fn lead_source(source: SimSource) -> LeadSource {
     match source {
         SimSource::Laike => LeadSource::Laike,

@@ -715,16 +715,7 @@ async fn task_and_account_errors_carry_a_code_and_no_infrastructure_detail() {
     let h = SyncHarness::on_moto(&[]).await;
     let t = tenant();
     let (connection, _) = connected(&h, &t, SimSource::OceanEngineClue, 30).await;
-    let task = shared::task::SyncTask::new(
-        shared::task::new_task_id(),
-        t.clone(),
-        connection.id.clone(),
-        shared::task::Trigger::Manual,
-        shared::task::Strategy::Incremental,
-        chrono::Utc::now(),
-        chrono::Duration::days(1),
-    );
-    h.stores.tasks.put(&task).await.unwrap();
+    let task = devkit::sync_fixtures::requested_task(&h, &connection).await;
     let mut stores = h.stores.sync();
     stores.leads = std::sync::Arc::new(ThrottledLeads {
         inner: h.stores.leads.clone(),

@@ -168,16 +168,7 @@ async fn an_on_demand_task_whose_last_delivery_fails_ends_failed() {
     let h = SyncHarness::on_moto(&[]).await;
     let t = TenantId::new(devkit::moto::unique("tenant"));
     let connection = bind_laike(&h.config, &h.stores, &t, "7343082414312376888").await;
-    let task = shared::task::SyncTask::new(
-        shared::task::new_task_id(),
-        t.clone(),
-        connection.id.clone(),
-        shared::task::Trigger::Manual,
-        shared::task::Strategy::Incremental,
-        chrono::Utc::now(),
-        Duration::days(1),
-    );
-    h.stores.tasks.put(&task).await.unwrap();
+    let task = devkit::sync_fixtures::requested_task(&h, &connection).await;
     let mut stores = h.stores.sync();
     stores.connections = std::sync::Arc::new(Unreadable);
     let broken = h.engine_with(stores);

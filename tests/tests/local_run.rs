@@ -43,17 +43,12 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         .await
         .unwrap();
     for provider in ["douyin", "oceanengine"] {
-        let link: Value = http
-            .get(format!(
-                "{base}/api/v1/lead/douyin/auth/url?provider={provider}&redirectUrl={base}/local/done"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let link = get_json(
+            &http,
+            format!("{base}/api/v1/lead/douyin/auth/url?provider={provider}&redirectUrl={base}/local/done"),
+            &token,
+        )
+        .await;
         let auth_url = link["data"]["authUrl"].as_str().expect("authUrl").to_owned();
         assert!(auth_url.starts_with(&format!("{base}/sim/")), "{auth_url}");
 
@@ -132,17 +127,12 @@ async fn the_readme_walk_through_works_on_the_local_run() {
     assert!(!events.to_string().contains("\"raw\""), "no raw record leaves");
 
     // The lead API serves them, scoped like API Gateway would.
-    let page: Value = http
-        .get(format!(
-            "{base}/api/v1/lead/douyin/leads?size=5&source=oceanengine_clue"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(
+        &http,
+        format!("{base}/api/v1/lead/douyin/leads?size=5&source=oceanengine_clue"),
+        &token,
+    )
+    .await;
     assert_eq!(page["data"]["total"], 150, "{page}");
     assert_eq!(page["data"]["records"].as_array().unwrap().len(), 5);
 

@@ -142,7 +142,7 @@ impl MemoryEvents {
 #[async_trait]
 impl EventPublisher for MemoryEvents {
     async fn publish(&self, events: &[OutboundEvent]) -> Result<Vec<String>, StoreError> {
-        crate::store::memory::lock(&self.events).extend(events.iter().cloned());
+        self.push(events.to_vec());
         Ok(Vec::new())
     }
 }

@@ -46,6 +46,17 @@ pub struct RunHealth {
     pub last_task_id: Option<String>,
 }
 
+impl RunHealth {
+    pub fn of(info: &crate::store::SyncInfo) -> Self {
+        Self {
+            failed_runs: info.failed_runs,
+            last_error_code: info.last_error_code.clone(),
+            last_error: info.last_error.clone(),
+            last_task_id: info.last_task_id.clone(),
+        }
+    }
+}
+
 /// One event for the leads bus: its type, and the JSON consumers receive as the detail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundEvent {
@@ -136,8 +147,26 @@ pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<Ou
     events
 }
 
+/// Everything one change of a connection row means: its status move (with the reason the row
+/// keeps) and its failure streak reaching the threshold.
+pub fn connection_row_events(
+    old: Option<(&Connection, &RunHealth)>,
+    new: Option<(&Connection, &RunHealth)>,
+    rules: EventRules,
+) -> Vec<OutboundEvent> {
+    let Some((connection, after)) = new else {
+        return Vec::new();
+    };
+    let reason = after.last_error_code.as_deref().zip(after.last_error.as_deref());
+    let mut events = connection_events(old.map(|(c, _)| c), Some(connection), reason);
+    let fresh = RunHealth::default();
+    let before = old.map_or(&fresh, |(_, health)| health);
+    events.extend(sync_failing_events(connection, before, after, rules));
+    events
+}
+
 /// `SyncFailing`, once per streak: when a connection's failed runs in a row reach the threshold.
-pub fn sync_failing_events(
+fn sync_failing_events(
     connection: &Connection,
     old: &RunHealth,
     new: &RunHealth,
@@ -164,9 +193,9 @@ pub fn sync_failing_events(
     }]
 }
 
-/// The events one change of a connection item means: a status that moved (a new connection
-/// counts as moving from nothing to ACTIVE), with the reason the connection keeps.
-pub fn connection_events(
+/// A status that moved (a new connection counts as moving from nothing to ACTIVE), with the
+/// reason the connection keeps.
+fn connection_events(
     old: Option<&Connection>,
     new: Option<&Connection>,
     reason: Option<(&str, &str)>,

@@ -1,9 +1,10 @@
 //! DynamoDB Streams records as Lambda delivers them (`Records[].dynamodb.{OldImage,NewImage}` in
 //! DynamoDB's typed JSON), read back into the items the stores wrote, and then into events.
 
-use super::{EventRules, OutboundEvent, RunHealth, connection_events, lead_events, sync_failing_events};
+use super::{EventRules, OutboundEvent, RunHealth, connection_row_events, lead_events};
 use crate::store::attr::Item;
 use crate::store::dynamo::DynamoConnectionStore;
+use crate::store::dynamo_sync::decode_sync_info;
 use crate::store::{StoreError, dynamo_leads};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -86,25 +87,20 @@ pub fn records(event: &Value) -> Result<Vec<ChangeRecord>, StoreError> {
         .collect()
 }
 
-/// What kind of row an item is, by its key: only leads and connections speak.
-fn sort_key(item: &Item) -> Option<&str> {
-    item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str)
+fn text<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-/// The events a record means. A row that is neither a lead nor a connection (a counter, a
-/// history entry, a phone index, a claim, an audit or export record) means none.
+/// The events a record means. Only lead and connection rows speak, told by their key; a
+/// counter, a history entry, a phone index, a claim, an audit or export record means none.
 pub fn events_of(record: &ChangeRecord, rules: EventRules) -> Result<Vec<OutboundEvent>, StoreError> {
-    let Some(sk) = record.new.as_ref().or(record.old.as_ref()).and_then(sort_key) else {
+    let Some(item) = record.new.as_ref().or(record.old.as_ref()) else {
         return Ok(Vec::new());
     };
-    let is_tenant_row = record
-        .new
-        .as_ref()
-        .or(record.old.as_ref())
-        .and_then(|i| i.get("pk"))
-        .and_then(|v| v.as_s().ok())
-        .is_some_and(|pk| pk.starts_with("TENANT#"));
-    if !is_tenant_row {
+    let (Some(pk), Some(sk)) = (text(item, "pk"), text(item, "sk")) else {
+        return Ok(Vec::new());
+    };
+    if !pk.starts_with("TENANT#") {
         return Ok(Vec::new());
     }
     if sk.starts_with("LEAD#") {
@@ -113,28 +109,18 @@ pub fn events_of(record: &ChangeRecord, rules: EventRules) -> Result<Vec<Outboun
         return Ok(lead_events(old.as_ref(), new.as_ref()));
     }
     if sk.starts_with("CONN#") {
-        let old = record.old.as_ref().map(DynamoConnectionStore::decode).transpose()?;
-        let new = record.new.as_ref().map(DynamoConnectionStore::decode).transpose()?;
-        let health = |image: Option<&Item>| {
-            let text = |name: &str| image.and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).cloned();
-            RunHealth {
-                failed_runs: image
-                    .and_then(|i| i.get("failedRuns"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-                last_error_code: text("lastErrorCode"),
-                last_error: text("lastError"),
-                last_task_id: text("lastTaskId"),
-            }
+        // The row and its sync bookkeeping, read as the stores read them.
+        let row = |image: Option<&Item>| {
+            image
+                .map(|i| Ok::<_, StoreError>((DynamoConnectionStore::decode(i)?, RunHealth::of(&decode_sync_info(i)?))))
+                .transpose()
         };
-        let (before, after) = (health(record.old.as_ref()), health(record.new.as_ref()));
-        let reason = after.last_error_code.as_deref().zip(after.last_error.as_deref());
-        let mut events = connection_events(old.as_ref(), new.as_ref(), reason);
-        if let Some(new) = &new {
-            events.extend(sync_failing_events(new, &before, &after, rules));
-        }
-        return Ok(events);
+        let (old, new) = (row(record.old.as_ref())?, row(record.new.as_ref())?);
+        return Ok(connection_row_events(
+            old.as_ref().map(|(c, h)| (c, h)),
+            new.as_ref().map(|(c, h)| (c, h)),
+            rules,
+        ));
     }
     Ok(Vec::new())
 }

@@ -106,28 +106,7 @@ impl SyncLedger for DynamoConnectionStore {
 
     async fn sync_info(&self, tenant: &TenantId, id: &ConnectionId) -> Result<SyncInfo, StoreError> {
         let item = get_consistent(&self.client, &self.table, connection_key(tenant, id), "read sync info").await?;
-        let Some(item) = item else {
-            return Ok(SyncInfo::default());
-        };
-        let mut info = SyncInfo {
-            lease: lease_of(&item),
-            last_sync_at: get_opt_time(&item, "lastSyncAt")?,
-            last_success_at: get_opt_time(&item, "lastSuccessAt")?,
-            last_error: get_opt_s(&item, "lastError"),
-            last_error_code: get_opt_s(&item, "lastErrorCode"),
-            last_task_id: get_opt_s(&item, "lastTaskId"),
-            lead_count: get_n(&item, "leadCount").unwrap_or(0).max(0) as u64,
-            failed_runs: get_n(&item, "failedRuns").unwrap_or(0).max(0) as u64,
-            ..SyncInfo::default()
-        };
-        for (name, _) in item.iter().filter(|(k, _)| k.starts_with(WATERMARK_PREFIX)) {
-            if let Some(source) = LeadSource::parse(&name[WATERMARK_PREFIX.len()..])
-                && let Some(at) = get_opt_time(&item, name)?
-            {
-                info.watermarks.insert(source, at);
-            }
-        }
-        Ok(info)
+        item.as_ref().map_or(Ok(SyncInfo::default()), decode_sync_info)
     }
 
     async fn advance_watermark(
@@ -320,4 +299,27 @@ impl TaskStore for DynamoTaskStore {
         // TTL deletes late; an expired task reads as gone.
         Ok((task.expires_at > Utc::now()).then_some(task))
     }
+}
+
+/// The sync bookkeeping a connection item carries (also what its stream images carry).
+pub(crate) fn decode_sync_info(item: &Item) -> Result<SyncInfo, StoreError> {
+    let mut info = SyncInfo {
+        lease: lease_of(item),
+        last_sync_at: get_opt_time(item, "lastSyncAt")?,
+        last_success_at: get_opt_time(item, "lastSuccessAt")?,
+        last_error: get_opt_s(item, "lastError"),
+        last_error_code: get_opt_s(item, "lastErrorCode"),
+        last_task_id: get_opt_s(item, "lastTaskId"),
+        lead_count: get_n(item, "leadCount").unwrap_or(0).max(0) as u64,
+        failed_runs: get_n(item, "failedRuns").unwrap_or(0).max(0) as u64,
+        ..SyncInfo::default()
+    };
+    for (name, _) in item.iter().filter(|(k, _)| k.starts_with(WATERMARK_PREFIX)) {
+        if let Some(source) = LeadSource::parse(&name[WATERMARK_PREFIX.len()..])
+            && let Some(at) = get_opt_time(item, name)?
+        {
+            info.watermarks.insert(source, at);
+        }
+    }
+    Ok(info)
 }
