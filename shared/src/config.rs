@@ -17,11 +17,38 @@ pub struct Config {
     pub sync: SyncConfig,
     pub read: ReadConfig,
     pub function: FunctionConfig,
+    pub outbound: OutboundConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
 }
 
 /// What the function knows of its own limits.
+/// Webhooks and bot messages: where they are kept and queued, which targets they may reach, and
+/// how long they are retried.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub table: String,
+    /// The delivery queue; without it (the local run) deliveries run in process.
+    pub queue_url: Option<String>,
+    /// Where a delivery that gave up is described, so its alarm fires.
+    pub dead_letter_url: Option<String>,
+    pub allow_http: bool,
+    /// Loopback and private targets: for the local run and tests only.
+    pub allow_private: bool,
+    pub ports: Vec<u16>,
+    pub timeout: Duration,
+    pub response_cap: usize,
+    pub retry_horizon: Duration,
+    pub disable_after: Duration,
+    pub first_retry: Duration,
+    pub max_retry: Duration,
+    /// SQS holds a message back at most 15 min; longer waits are taken in hops of this.
+    pub max_queue_delay: Duration,
+    pub bot_per_minute: u32,
+    pub max_subscriptions: usize,
+    pub lead_link_template: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct FunctionConfig {
     /// The function's `Timeout` (`FUNCTION_TIMEOUT_SECS`, which the template sets from the same
@@ -332,6 +359,24 @@ impl Config {
                     .map(|_| r.secs("FUNCTION_TIMEOUT_SECS", 10, 1..=900)),
                 response_reserve: r.millis("FUNCTION_RESPONSE_RESERVE_MS", 500, 0..=10_000),
             },
+            outbound: OutboundConfig {
+                table: r.name("WEBHOOKS_TABLE", "douyin-leads-webhooks"),
+                queue_url: r.optional("WEBHOOK_QUEUE_URL"),
+                dead_letter_url: r.optional("WEBHOOK_DEAD_LETTER_URL"),
+                allow_http: r.flag("WEBHOOK_ALLOW_HTTP", false),
+                allow_private: r.flag("WEBHOOK_ALLOW_PRIVATE_TARGETS", false),
+                ports: r.ports("WEBHOOK_ALLOWED_PORTS", &[443, 8443]),
+                timeout: r.millis("WEBHOOK_TIMEOUT_MS", 5000, 500..=30_000),
+                response_cap: r.int("WEBHOOK_RESPONSE_CAP_BYTES", 4096, 256..=65_536) as usize,
+                retry_horizon: r.secs("WEBHOOK_RETRY_HOURS", 25, 24..=96) * 3600,
+                disable_after: r.secs("WEBHOOK_DISABLE_AFTER_HOURS", 72, 1..=720) * 3600,
+                first_retry: r.secs("WEBHOOK_FIRST_RETRY_SECS", 30, 1..=3600),
+                max_retry: r.secs("WEBHOOK_MAX_RETRY_SECS", 6 * 3600, 60..=12 * 3600),
+                max_queue_delay: r.secs("WEBHOOK_QUEUE_MAX_DELAY_SECS", 900, 0..=900),
+                bot_per_minute: r.int("BOT_MESSAGES_PER_MINUTE", 18, 1..=100) as u32,
+                max_subscriptions: r.int("WEBHOOK_MAX_PER_TENANT", 20, 1..=200) as usize,
+                lead_link_template: r.optional("BOT_LEAD_LINK_TEMPLATE"),
+            },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };
         if let Some(timeout) = config.function.timeout {
@@ -420,6 +465,34 @@ impl Reader<'_> {
 
     fn millis(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Duration {
         Duration::from_millis(self.int(name, default, range))
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.optional(name).as_deref() {
+            None => default,
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => {
+                self.problems
+                    .push(format!("{name} must be true or false, got {other:?}"));
+                default
+            }
+        }
+    }
+
+    fn ports(&mut self, name: &str, default: &[u16]) -> Vec<u16> {
+        let Some(raw) = self.optional(name) else {
+            return default.to_vec();
+        };
+        let parsed: Result<Vec<u16>, _> = raw.split(',').map(|p| p.trim().parse::<u16>()).collect();
+        match parsed {
+            Ok(ports) if !ports.is_empty() && !ports.contains(&0) => ports,
+            _ => {
+                self.problems
+                    .push(format!("{name} must be a comma-separated list of ports, got {raw:?}"));
+                default.to_vec()
+            }
+        }
     }
 
     /// A positive rate in requests per second.

@@ -16,6 +16,7 @@ pub mod lead_merge;
 pub mod lead_query;
 pub mod lead_view;
 pub mod lenient;
+pub mod outbound;
 pub mod platform;
 pub mod read_model;
 pub mod secret;

@@ -199,6 +199,7 @@ fn an_event_without_its_lead_still_fits_its_schema() {
             "tenant": "t1", "occurredAt": "2026-12-02T08:00:00Z", "leadId": "l_1", "version": 1,
             "lead": {"leadId": "l_1", "remark": "x".repeat(300 * 1024)},
         }),
+        revealed_lead: None,
     };
     let slim = shared::events::bus::fit(&huge);
     assert_valid(&schemas, &slim.detail);

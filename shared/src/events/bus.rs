@@ -157,6 +157,7 @@ mod tests {
             id: format!("ev_{i}"),
             detail_type: "LeadCreated",
             detail: json!({"eventId": format!("ev_{i}"), "leadId": "l_1", "lead": {"remark": "x".repeat(lead_bytes)}}),
+            revealed_lead: None,
         }
     }
 

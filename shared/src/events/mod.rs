@@ -63,6 +63,9 @@ pub struct OutboundEvent {
     pub id: String,
     pub detail_type: &'static str,
     pub detail: Value,
+    /// The lead as a caller with the phone scope sees it, for subscriptions that asked for
+    /// phones; never put on the bus.
+    pub revealed_lead: Option<Value>,
 }
 
 fn envelope(id: &str, detail_type: &str, tenant: &str, at: DateTime<Utc>) -> Value {
@@ -108,12 +111,14 @@ pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<Ou
             json!({"leadId": lead_id, "version": new.version, "lead": lead_view::lead(new, false)}),
         )
     };
+    let revealed = Some(lead_view::lead(new, true));
     let Some(old) = old else {
         let id = derived_id("ev_", &[LEAD_CREATED, lead_id]);
         return vec![OutboundEvent {
             detail: base(&id, LEAD_CREATED),
             id,
             detail_type: LEAD_CREATED,
+            revealed_lead: revealed,
         }];
     };
     let mut events = Vec::new();
@@ -130,6 +135,7 @@ pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<Ou
             id,
             detail_type: LEAD_STATUS_CHANGED,
             detail,
+            revealed_lead: revealed.clone(),
         });
     }
     if old.content_hash != new.content_hash {
@@ -142,6 +148,7 @@ pub fn lead_events(old: Option<&StoredLead>, new: Option<&StoredLead>) -> Vec<Ou
             id,
             detail_type: LEAD_UPDATED,
             detail,
+            revealed_lead: revealed.clone(),
         });
     }
     events
@@ -190,6 +197,7 @@ fn sync_failing_events(
         id,
         detail_type: SYNC_FAILING,
         detail,
+        revealed_lead: None,
     }]
 }
 
@@ -221,6 +229,7 @@ fn connection_events(
         id,
         detail_type: CONNECTION_STATUS_CHANGED,
         detail,
+        revealed_lead: None,
     }]
 }
 
