@@ -6,10 +6,17 @@ use axum::Router;
 use shared::aws::AwsClients;
 use shared::clock::Clock;
 use shared::domain::AppCredentials;
+use shared::events::bus::EventPublisher;
 use shared::export::dynamo::DynamoExportJobs;
 use shared::export::memory::{MemoryExportJobs, MemorySink};
 use shared::export::s3::S3Sink;
 use shared::export::{ExportDeps, ExportJobs, ExportRequests, ExportSink};
+use shared::outbound::deliver::Deliverer;
+use shared::outbound::dynamo::DynamoDeliveryStore;
+use shared::outbound::memory::MemoryDeliveryStore;
+use shared::outbound::queue::{DeliveryQueue, MemoryDeliveryQueue, SqsDeliveryQueue};
+use shared::outbound::sender::HttpTransport;
+use shared::outbound::{DeliveryRules, DeliveryStore};
 use shared::store::dynamo::DynamoStateStore;
 use shared::store::memory::{MemoryConnectionStore, MemoryStateStore, MemoryTokenVault};
 use shared::store::{
@@ -21,6 +28,13 @@ use shared::sync::requests::SyncRequests;
 use std::collections::HashMap;
 
 type ExportStores = (Arc<dyn ExportJobs>, Arc<dyn ExportSink>);
+
+struct Outbound {
+    deliveries: Arc<dyn DeliveryStore>,
+    queue: Arc<dyn DeliveryQueue>,
+    memory_queue: Option<Arc<MemoryDeliveryQueue>>,
+    publisher: Arc<dyn EventPublisher>,
+}
 
 /// Runs a requested export job in this process, as the lead-export function does in AWS.
 pub struct InProcessExportRequests(pub Arc<ExportDeps>);
@@ -56,13 +70,21 @@ pub struct StoreSet {
     pub audit: Arc<dyn AuditLog>,
     pub export_jobs: Arc<dyn ExportJobs>,
     pub export_sink: Arc<dyn ExportSink>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub delivery_queue: Arc<dyn DeliveryQueue>,
+    /// The in-process queue, when deliveries are not on SQS: the local run pumps it.
+    pub memory_queue: Option<Arc<MemoryDeliveryQueue>>,
+    /// Where a disabled subscription's `WebhookDisabled` goes.
+    pub publisher: Arc<dyn EventPublisher>,
+    /// How webhook hosts are resolved when a subscription is made.
+    pub lookup: Arc<dyn shared::outbound::target::Lookup>,
 }
 
 impl StoreSet {
     pub fn embedded(credentials: AppCredentials) -> Self {
         let vault = Arc::new(MemoryTokenVault::new(credentials));
         let sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::default()), vault);
-        Self::embedded_from(sync)
+        Self::embedded_from(sync, Arc::new(shared::events::bus::MemoryEvents::default()))
     }
 
     /// Embedded stores that tell every lead and connection write to a change feed, as
@@ -70,22 +92,30 @@ impl StoreSet {
     pub fn embedded_with_events(
         credentials: AppCredentials,
         rules: shared::events::EventRules,
+        events: shared::events::bus::MemoryEvents,
     ) -> (Self, Arc<shared::events::bus::MemoryEvents>) {
-        let events = Arc::new(shared::events::bus::MemoryEvents::default());
+        let events = Arc::new(events);
         let feed = Arc::new(shared::events::feed::ChangeFeed::new(rules, events.clone()));
         let vault = Arc::new(MemoryTokenVault::new(credentials));
         let mut sync = SyncStores::embedded(Arc::new(MemoryConnectionStore::with_feed(feed.clone())), vault);
         sync.leads = Arc::new(shared::store::memory_leads::MemoryLeadStore::with_feed(feed));
-        (Self::embedded_from(sync), events)
+        (Self::embedded_from(sync, events.clone()), events)
     }
 
-    fn embedded_from(sync: SyncStores) -> Self {
+    fn embedded_from(sync: SyncStores, publisher: Arc<dyn EventPublisher>) -> Self {
         let audit = Arc::new(shared::store::memory_leads::MemoryAuditLog::default());
         let exports: ExportStores = (
             Arc::new(MemoryExportJobs::default()),
             Arc::new(MemorySink::new("/local/files")),
         );
-        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit, exports)
+        let queue = Arc::new(MemoryDeliveryQueue::new(Arc::new(shared::clock::SystemClock)));
+        let outbound = Outbound {
+            deliveries: Arc::new(MemoryDeliveryStore::default()),
+            queue: queue.clone(),
+            memory_queue: Some(queue),
+            publisher,
+        };
+        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit, exports, outbound)
     }
 
     pub fn aws(aws: &AwsClients, config: &shared::Config) -> Self {
@@ -98,7 +128,31 @@ impl StoreSet {
             Arc::new(DynamoExportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
             Arc::new(S3Sink::new(aws.s3.clone(), &config.read.export_bucket)),
         );
-        Self::from_sync(states, SyncStores::aws(aws, config), audit, exports)
+        let (queue, memory_queue): (Arc<dyn DeliveryQueue>, _) = match &config.outbound.queue_url {
+            Some(url) => (
+                Arc::new(SqsDeliveryQueue::new(
+                    aws.sqs.clone(),
+                    url.clone(),
+                    config.outbound.dead_letter_url.clone(),
+                    config.outbound.max_queue_delay,
+                )),
+                None,
+            ),
+            None => {
+                let q = Arc::new(MemoryDeliveryQueue::new(Arc::new(shared::clock::SystemClock)));
+                (q.clone(), Some(q))
+            }
+        };
+        let outbound = Outbound {
+            deliveries: Arc::new(DynamoDeliveryStore::new(aws.dynamodb.clone(), &config.outbound.table)),
+            queue,
+            memory_queue,
+            publisher: Arc::new(shared::events::bus::EventBridgePublisher::new(
+                aws.events.clone(),
+                &config.sync.event_bus,
+            )),
+        };
+        Self::from_sync(states, SyncStores::aws(aws, config), audit, exports, outbound)
     }
 
     fn from_sync<S: StateStore + PendingGrantStore + 'static>(
@@ -106,6 +160,7 @@ impl StoreSet {
         sync: SyncStores,
         audit: Arc<dyn AuditLog>,
         (export_jobs, export_sink): ExportStores,
+        outbound: Outbound,
     ) -> Self {
         Self {
             states: states.clone(),
@@ -119,6 +174,24 @@ impl StoreSet {
             audit,
             export_jobs,
             export_sink,
+            deliveries: outbound.deliveries,
+            delivery_queue: outbound.queue,
+            memory_queue: outbound.memory_queue,
+            publisher: outbound.publisher,
+            lookup: Arc::new(shared::outbound::target::SystemLookup),
+        }
+    }
+
+    /// The delivery rules over these stores, sending with the guarded HTTP client.
+    pub fn deliverer(&self, config: &shared::Config, clock: Arc<dyn Clock>) -> Deliverer {
+        Deliverer {
+            store: self.deliveries.clone(),
+            queue: self.delivery_queue.clone(),
+            transport: Arc::new(HttpTransport::from_config(&config.outbound)),
+            publisher: self.publisher.clone(),
+            clock,
+            rules: DeliveryRules::from_config(&config.outbound),
+            max_hop: config.outbound.max_queue_delay,
         }
     }
 
@@ -187,6 +260,12 @@ pub fn routes(
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         read: config.read.clone(),
         clock: clock.clone(),
+        webhooks: Some(leads_api::webhooks::WebhookPorts {
+            deliverer: Arc::new(stores.deliverer(config, clock.clone())),
+            policy: shared::outbound::target::TargetPolicy::from_config(&config.outbound),
+            lookup: stores.lookup.clone(),
+            max_per_tenant: config.outbound.max_subscriptions,
+        }),
     };
     auth_url::routes(Arc::new(start))
         .merge(auth_callback::routes(Arc::new(finish)))
@@ -214,5 +293,8 @@ pub fn simulator_env(sim_base: &str, public_base: &str, sim: &crate::sim::SimApp
         ("HTTP_TIMEOUT_MS".into(), "2000".into()),
         ("HTTP_RETRY_BASE_MS".into(), "10".into()),
         ("HTTP_RETRY_MAX_MS".into(), "50".into()),
+        // Local receivers listen on loopback over http.
+        ("WEBHOOK_ALLOW_HTTP".into(), "true".into()),
+        ("WEBHOOK_ALLOW_PRIVATE_TARGETS".into(), "true".into()),
     ])
 }

@@ -10,6 +10,7 @@ pub mod local;
 pub mod local_auth;
 pub mod log_capture;
 pub mod moto;
+pub mod outbound;
 pub mod sim;
 pub mod streams;
 pub mod sync_fixtures;

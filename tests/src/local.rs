@@ -69,12 +69,14 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     let mut env = app::simulator_env(&format!("{public}/sim"), &public, &sim_app);
     env.extend(std::env::vars().filter(|(k, _)| shared_var(k)));
     let config = shared::Config::from_lookup(|k| env.get(k).cloned())?;
+    let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let (mut stores, events) = StoreSet::embedded_with_events(
         AppCredentials {
             douyin_client_secret: Secret::new(sim_app.douyin_client_secret.clone()),
             oceanengine_secret: Secret::new(sim_app.oceanengine_secret.clone()),
         },
         shared::events::EventRules::from_config(&config),
+        shared::events::bus::MemoryEvents::forwarding(changes),
     );
     // Export files stay in memory; their "download links" are served here, like presigned URLs.
     let files = MemorySink::new(format!("{public}/local/files"));
@@ -98,6 +100,26 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
                 }
             }
         });
+    }
+    // Webhooks and bots: every event the change feed makes is fanned out to the subscriptions,
+    // and the in-process queue is pumped, as lead-events does from the stream and SQS in AWS.
+    let deliverer = Arc::new(stores.deliverer(&config, Arc::new(SystemClock)));
+    {
+        let deliverer = deliverer.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = changed.recv().await {
+                if let Err(e) = deliverer.fan_out(&batch).await {
+                    tracing::warn!(error = %e, "local webhook fan-out failed");
+                }
+            }
+        });
+    }
+    if let Some(queue) = stores.memory_queue.clone() {
+        tokio::spawn(crate::outbound::pump(
+            queue,
+            deliverer.clone(),
+            std::time::Duration::from_millis(200),
+        ));
     }
     let local = Router::new()
         .route("/local/token", get(mint_token))

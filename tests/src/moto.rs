@@ -148,12 +148,14 @@ pub struct Tables {
     pub oauth_states: String,
     pub leads: String,
     pub sync_tasks: String,
+    pub webhooks: String,
 }
 
 impl Tables {
     /// The table variables for `shared::Config`.
-    pub fn env(&self) -> [(String, String); 4] {
+    pub fn env(&self) -> [(String, String); 5] {
         [
+            ("WEBHOOKS_TABLE".into(), self.webhooks.clone()),
             ("CONNECTIONS_TABLE".into(), self.connections.clone()),
             ("OAUTH_STATES_TABLE".into(), self.oauth_states.clone()),
             ("LEADS_TABLE".into(), self.leads.clone()),
@@ -173,11 +175,13 @@ pub async fn create_tables_with(ddb: &aws_sdk_dynamodb::Client, streams: bool) -
         oauth_states: unique("oauth-states"),
         leads: unique("leads"),
         sync_tasks: unique("sync-tasks"),
+        webhooks: unique("webhooks"),
     };
     create_table(ddb, "ConnectionsTable", &tables.connections, streams).await;
     create_table(ddb, "OAuthStatesTable", &tables.oauth_states, streams).await;
     create_table(ddb, "LeadsTable", &tables.leads, streams).await;
     create_table(ddb, "SyncTasksTable", &tables.sync_tasks, streams).await;
+    create_table(ddb, "WebhooksTable", &tables.webhooks, false).await;
     tables
 }
 

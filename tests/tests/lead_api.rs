@@ -61,6 +61,7 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         task_ttl: Duration::days(30),
         read: h.config.read.clone(),
         clock: Arc::new(SystemClock),
+        webhooks: None,
     };
     let router =
         leads_api::router(Arc::new(api)).layer(axum::middleware::from_fn_with_state(jwt.clone(), local_auth::layer));

@@ -83,7 +83,9 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
     let mut first_ids = BTreeSet::new();
     for table in [&tables.leads, &tables.connections] {
         let event = streams::lambda_event(&aws, table).await;
-        let (answer, outcome) = lead_events::handle(&publisher, RULES, &event).await.expect("handled");
+        let (answer, outcome) = lead_events::handle(&publisher, None, RULES, &event)
+            .await
+            .expect("handled");
         assert_eq!(answer, json!({"batchItemFailures": []}));
         assert!(outcome.records > 0);
     }
@@ -139,7 +141,7 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
 
     // A redelivered batch (Lambda retrying after a failure) sends the same ids again.
     let event = streams::lambda_event(&aws, &tables.leads).await;
-    lead_events::handle(&publisher, RULES, &event).await.unwrap();
+    lead_events::handle(&publisher, None, RULES, &event).await.unwrap();
     let again: BTreeSet<String> = streams::drain(&aws, &queue)
         .await
         .iter()
@@ -173,7 +175,9 @@ async fn a_connection_whose_syncs_keep_failing_raises_sync_failing_once() {
     let (bus, queue) = streams::bus_with_queue(&aws, &OUTBOUND).await;
     let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
     let event = streams::lambda_event(&aws, &tables.connections).await;
-    lead_events::handle(&publisher, RULES, &event).await.expect("handled");
+    lead_events::handle(&publisher, None, RULES, &event)
+        .await
+        .expect("handled");
     let failing: Vec<Value> = streams::drain(&aws, &queue)
         .await
         .into_iter()

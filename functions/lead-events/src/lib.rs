@@ -2,12 +2,59 @@
 //! becomes events on the leads bus. A record whose events cannot be published is reported as
 //! the batch's first failure: Lambda retries from it, in order, so per-item order holds, and
 //! consumers drop the repeats of what was already delivered by `eventId`.
+//!
+//! The same events become deliveries for the tenant's webhooks and bots (one per subscription and
+//! event, made once however often a record is replayed), which the same function then sends from
+//! the delivery queue.
 
 use serde_json::{Value, json};
 use shared::events::bus::EventPublisher;
 use shared::events::stream::{self, ChangeRecord};
 use shared::events::{EventRules, OutboundEvent};
+use shared::outbound::deliver::Deliverer;
+use shared::outbound::queue::DeliveryMessage;
 use shared::store::StoreError;
+
+/// Whether a Lambda event is a batch from the delivery queue (else: stream records).
+pub fn is_queue_batch(event: &Value) -> bool {
+    event["Records"][0]["eventSource"] == "aws:sqs"
+}
+
+/// Sends what a batch of delivery messages names. A message whose delivery could not be
+/// recorded (the store or queue failed) is reported back and comes again; a failed send is not
+/// such a failure: the delivery itself schedules its retry.
+pub async fn handle_deliveries(deliverer: &Deliverer, event: &Value) -> Value {
+    use futures_util::StreamExt;
+    let records = event["Records"].as_array().cloned().unwrap_or_default();
+    // Concurrently: each send may take its whole timeout, and the batch must fit the function's.
+    let failures: Vec<Value> = futures_util::stream::iter(records.iter().map(|record| async move {
+        let id = record["messageId"].as_str().unwrap_or_default().to_owned();
+        let message: Result<DeliveryMessage, _> = serde_json::from_str(record["body"].as_str().unwrap_or_default());
+        let Ok(message) = message else {
+            // Not a message of ours: retrying cannot help; it is logged and dropped.
+            tracing::error!(message_id = %id, "a delivery message could not be read");
+            return None;
+        };
+        match deliverer.handle(&message).await {
+            Ok(step) => {
+                tracing::debug!(message_id = %id, ?step, "delivery message handled");
+                None
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "a delivery message failed; it comes again");
+                Some(json!({"itemIdentifier": id}))
+            }
+        }
+    }))
+    .buffer_unordered(DELIVERY_CONCURRENCY)
+    .filter_map(|f| async move { f })
+    .collect()
+    .await;
+    json!({ "batchItemFailures": failures })
+}
+
+/// Delivery messages of one batch handled at once (the queue's batch size).
+const DELIVERY_CONCURRENCY: usize = 10;
 
 /// What one invocation did, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -21,6 +68,7 @@ pub struct Outcome {
 /// Handles one batch; the answer is the partial batch response Lambda expects.
 pub async fn handle(
     publisher: &dyn EventPublisher,
+    deliverer: Option<&Deliverer>,
     rules: EventRules,
     event: &Value,
 ) -> Result<(Value, Outcome), StoreError> {
@@ -46,6 +94,16 @@ pub async fn handle(
             .position(|(_, events)| events.iter().any(|e| refused.contains(&e.id)))
     {
         first_failure = Some(first_failure.map_or(i, |f| f.min(i)));
+    }
+    if let Some(deliverer) = deliverer
+        && let Err(e) = deliverer.fan_out(&events).await
+    {
+        // Deliveries already made are found again on the retry; none is made twice.
+        tracing::error!(error = %e, "deliveries could not be made; the batch is retried");
+        first_failure = derived
+            .iter()
+            .position(|(_, events)| !events.is_empty())
+            .or(first_failure);
     }
     let retry_from = first_failure.map(|i| records[i].sequence.clone());
     let failures: Vec<Value> = retry_from.iter().map(|s| json!({"itemIdentifier": s})).collect();
@@ -111,10 +169,10 @@ mod tests {
             lead: "l_b",
             published: Mutex::default(),
         };
-        let (answer, outcome) = handle(&bus, RULES, &batch(&["l_a", "l_b", "l_c"])).await.unwrap();
+        let (answer, outcome) = handle(&bus, None, RULES, &batch(&["l_a", "l_b", "l_c"])).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
         assert_eq!((outcome.records, outcome.events), (3, 2));
-        let (answer, _) = handle(&bus, RULES, &batch(&["l_a", "l_c"])).await.unwrap();
+        let (answer, _) = handle(&bus, None, RULES, &batch(&["l_a", "l_c"])).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": []}));
     }
 
@@ -126,7 +184,7 @@ mod tests {
         };
         let mut event = batch(&["l_a", "l_b"]);
         event["Records"][1]["dynamodb"]["NewImage"]["status"] = json!({"S": "NOT_A_STATUS"});
-        let (answer, outcome) = handle(&bus, RULES, &event).await.unwrap();
+        let (answer, outcome) = handle(&bus, None, RULES, &event).await.unwrap();
         assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "101"}]}));
         assert_eq!(outcome.events, 1, "what came before it is published");
     }

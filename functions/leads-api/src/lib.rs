@@ -11,6 +11,7 @@ pub mod leads;
 pub mod params;
 pub mod register;
 pub mod tasks;
+pub mod webhooks;
 pub use shared::lead_view as view;
 
 use axum::Router;
@@ -51,6 +52,8 @@ pub struct LeadsApi {
     pub task_ttl: chrono::Duration,
     pub read: ReadConfig,
     pub clock: Arc<dyn Clock>,
+    /// Outbound subscriptions; `None` answers 503 on their routes.
+    pub webhooks: Option<webhooks::WebhookPorts>,
 }
 
 impl LeadsApi {
@@ -81,6 +84,19 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(
             &format!("{BASE}/accounts/{{connectionId}}"),
             axum::routing::delete(accounts::disconnect),
+        )
+        .route(&format!("{BASE}/webhooks"), get(webhooks::list).post(webhooks::create))
+        .route(
+            &format!("{BASE}/webhooks/{{webhookId}}"),
+            axum::routing::delete(webhooks::delete),
+        )
+        .route(
+            &format!("{BASE}/webhooks/{{webhookId}}/deliveries"),
+            get(webhooks::deliveries),
+        )
+        .route(
+            &format!("{BASE}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/retry"),
+            post(webhooks::retry),
         )
         .with_state(api)
 }

@@ -38,6 +38,14 @@ async fn main() -> Result<(), lambda_http::Error> {
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         read: config.read.clone(),
         clock,
+        webhooks: shared::outbound::deliver::Deliverer::aws(&aws, &config).map(|deliverer| {
+            leads_api::webhooks::WebhookPorts {
+                deliverer: Arc::new(deliverer),
+                policy: shared::outbound::target::TargetPolicy::from_config(&config.outbound),
+                lookup: Arc::new(shared::outbound::target::SystemLookup),
+                max_per_tenant: config.outbound.max_subscriptions,
+            }
+        }),
     };
     let router = with_api_gateway_identity(leads_api::router(Arc::new(api)), &config.tenant_claim);
     let router = with_lambda_deadline(router, config.function.response_reserve);

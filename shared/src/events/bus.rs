@@ -123,18 +123,34 @@ impl EventPublisher for EventBridgePublisher {
     }
 }
 
-/// The local run's bus: keeps what was published, in order, for `/local/events`.
+/// The local run's bus: keeps what was published, in order, for `/local/events`, and hands it
+/// on (to the local run's webhook deliveries) when told where.
 #[derive(Default)]
 pub struct MemoryEvents {
     events: Mutex<Vec<OutboundEvent>>,
+    forward: Option<tokio::sync::mpsc::UnboundedSender<Vec<OutboundEvent>>>,
 }
 
 impl MemoryEvents {
+    pub fn forwarding(to: tokio::sync::mpsc::UnboundedSender<Vec<OutboundEvent>>) -> Self {
+        Self {
+            events: Mutex::default(),
+            forward: Some(to),
+        }
+    }
+
     pub fn all(&self) -> Vec<OutboundEvent> {
         crate::store::memory::lock(&self.events).clone()
     }
 
     pub fn push(&self, events: Vec<OutboundEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some(to) = &self.forward {
+            // A closed receiver is a local run shutting down: nothing to hand on to.
+            let _ = to.send(events.clone());
+        }
         crate::store::memory::lock(&self.events).extend(events);
     }
 }

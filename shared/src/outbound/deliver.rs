@@ -77,6 +77,33 @@ pub fn payload(subscription: &Subscription, event: &OutboundEvent) -> String {
 }
 
 impl Deliverer {
+    /// The deployed wiring: DynamoDB, the SQS delivery queue, the guarded HTTP client and the
+    /// leads bus. `None` when no delivery queue is configured.
+    pub fn aws(aws: &crate::aws::AwsClients, config: &crate::Config) -> Option<Self> {
+        let out = &config.outbound;
+        let queue_url = out.queue_url.clone()?;
+        Some(Self {
+            store: Arc::new(super::dynamo::DynamoDeliveryStore::new(
+                aws.dynamodb.clone(),
+                &out.table,
+            )),
+            queue: Arc::new(super::queue::SqsDeliveryQueue::new(
+                aws.sqs.clone(),
+                queue_url,
+                out.dead_letter_url.clone(),
+                out.max_queue_delay,
+            )),
+            transport: Arc::new(super::sender::HttpTransport::from_config(out)),
+            publisher: Arc::new(crate::events::bus::EventBridgePublisher::new(
+                aws.events.clone(),
+                &config.sync.event_bus,
+            )),
+            clock: Arc::new(crate::clock::SystemClock),
+            rules: DeliveryRules::from_config(out),
+            max_hop: out.max_queue_delay,
+        })
+    }
+
     fn message(d: &Delivery) -> DeliveryMessage {
         DeliveryMessage {
             tenant: d.tenant.as_str().to_owned(),

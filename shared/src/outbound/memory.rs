@@ -116,7 +116,7 @@ impl DeliveryStore for MemoryDeliveryStore {
     async fn deliveries(&self, hook_id: &str, from: Option<&str>, limit: u32) -> Result<DeliveryPage, StoreError> {
         let state = lock(&self.0);
         let mut all: Vec<&Delivery> = state.deliveries.values().filter(|d| d.hook_id == hook_id).collect();
-        all.sort_by(|a, b| position(b).cmp(&position(a)));
+        all.sort_by_key(|d| std::cmp::Reverse(position(d)));
         let start = from.map_or(0, |f| {
             all.iter().position(|d| position(d).as_str() < f).unwrap_or(all.len())
         });
