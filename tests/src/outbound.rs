@@ -42,6 +42,7 @@ pub async fn drain(queue: &MemoryDeliveryQueue, deliverer: &Deliverer) -> Vec<St
 /// One request as the receiver got it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub at: std::time::Instant,
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -115,6 +116,7 @@ async fn record(
     body: Bytes,
 ) -> impl IntoResponse {
     state.received.lock().unwrap().push(Received {
+        at: std::time::Instant::now(),
         path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         headers,
         body,

@@ -32,7 +32,7 @@ fn schemas() -> BTreeMap<String, jsonschema::Validator> {
             schemas.insert(title.to_owned(), validator);
         }
     }
-    assert_eq!(schemas.len(), 5, "one schema per event");
+    assert_eq!(schemas.len(), 6, "one schema per event");
     schemas
 }
 
@@ -208,4 +208,33 @@ fn an_event_without_its_lead_still_fits_its_schema() {
     let slim = shared::events::bus::fit(&huge);
     assert_valid(&schemas, &slim.detail);
     assert!(slim.detail.get("lead").is_none());
+}
+
+/// The delivery worker's own event fits its schema too.
+#[test]
+fn webhook_disabled_fits_its_schema() {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-04T02:00:00Z")
+        .unwrap()
+        .to_utc();
+    let sub = shared::outbound::Subscription {
+        id: "wh_0123456789abcdef0123".into(),
+        tenant: shared::domain::TenantId::new("t1"),
+        kind: shared::outbound::HookKind::Wecom,
+        url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=secret".into(),
+        events: vec!["LeadCreated".into()],
+        include_phone: false,
+        secret: None,
+        status: shared::outbound::HookStatus::Active,
+        created_at: at,
+        created_by: "admin".into(),
+        failing_since: Some(at),
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    let event = shared::outbound::deliver::disabled_event(&sub, at - chrono::Duration::days(3), "HTTP 500", at);
+    assert_valid(&schemas(), &event.detail);
+    assert!(
+        !event.detail.to_string().contains("key=secret"),
+        "the bot's key is not in the event"
+    );
 }
