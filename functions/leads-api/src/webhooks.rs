@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::http::{ApiError, Identity, ok};
@@ -37,14 +36,19 @@ pub struct WebhookPorts {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateBody {
     url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     events: Option<Vec<String>>,
     #[serde(default)]
     include_phone: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     secret: Option<String>,
+}
+
+/// A field may be left out, but not sent as null: the document gives each one a type.
+fn non_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn ports(api: &crate::LeadsApi) -> Result<&WebhookPorts, ApiError> {
@@ -100,7 +104,9 @@ async fn checked_url(ports: &WebhookPorts, kind: HookKind, raw: &str) -> Result<
             ),
         ));
     }
-    if let Some(url::Host::Domain(name)) = url.host() {
+    // Resolving only serves the public-address rule; where private targets are allowed (the
+    // local run), a name is looked up when a delivery connects.
+    if let Some(url::Host::Domain(name)) = url.host().filter(|_| !ports.policy.allow_private) {
         let addrs = ports.lookup.lookup(name).await.map_err(|_| {
             invalid(
                 "INVALID_WEBHOOK_URL",
@@ -129,11 +135,11 @@ fn checked_events(kind: HookKind, events: Option<Vec<String>>) -> Result<Vec<Str
             ))
         };
     };
-    if events.is_empty() || events.len() > EVENT_TYPES.len() * 2 {
+    if events.is_empty() || events.len() > allowed.len() * 2 {
         return Err(invalid(
             "INVALID_EVENTS",
             "events",
-            "events must list at least one event type",
+            "events must list 1 to twice as many event types as there are",
         ));
     }
     if let Some(bad) = events.iter().find(|e| !allowed.contains(&e.as_str())) {
@@ -314,24 +320,35 @@ fn delivery_view(d: &Delivery) -> Value {
     })
 }
 
-fn cursor_out(position: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position)
+/// A page's position as the cursor shows it: `<creation time in ms>.<delivery id>`.
+fn cursor_out(position: &str) -> Option<String> {
+    let (time, id) = position.split_once('#')?;
+    let ms = chrono::DateTime::parse_from_rfc3339(time).ok()?.timestamp_millis();
+    Some(format!("{ms:013}.{id}"))
 }
 
 fn cursor_in(raw: &str) -> Result<String, ApiError> {
     let bad = || invalid("INVALID_CURSOR", "cursor", "cursor is not one this route handed out");
-    if raw.len() > 200 {
+    let (ms, id) = raw.split_once('.').ok_or_else(bad)?;
+    let shaped = ms.len() == 13
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && id.len() == 26
+        && id.starts_with("d_")
+        && id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if !shaped {
         return Err(bad());
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(raw)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    // A position is a time and an id: anything else is not ours.
-    let ok_shape = text.split_once('#').is_some_and(|(t, id)| {
-        chrono::DateTime::parse_from_rfc3339(t).is_ok() && id.starts_with("d_") && id.len() <= 40
-    });
-    if ok_shape { Ok(text) } else { Err(bad()) }
+    let time = ms
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .ok_or_else(bad)?;
+    Ok(format!(
+        "{}#{id}",
+        time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ))
 }
 
 /// `GET /webhooks/{id}/deliveries?cursor&limit`: newest first.
@@ -359,7 +376,7 @@ pub(crate) async fn deliveries(
         .map_err(|e| internal("list deliveries", &e))?;
     Ok(ok(json!({
         "records": page.records.iter().map(delivery_view).collect::<Vec<_>>(),
-        "nextCursor": page.next.as_deref().map(cursor_out),
+        "nextCursor": page.next.as_deref().and_then(cursor_out),
     })))
 }
 
