@@ -18,6 +18,7 @@ pub struct Config {
     pub read: ReadConfig,
     pub function: FunctionConfig,
     pub outbound: OutboundConfig,
+    pub writeback: crate::writeback::WriteBackConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
 }
@@ -377,6 +378,7 @@ impl Config {
                 max_subscriptions: r.int("WEBHOOK_MAX_PER_TENANT", 20, 1..=200) as usize,
                 lead_link_template: r.optional("BOT_LEAD_LINK_TEMPLATE"),
             },
+            writeback: r.writeback(),
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };
         if let Some(timeout) = config.function.timeout {
@@ -465,6 +467,39 @@ impl Reader<'_> {
 
     fn millis(&mut self, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Duration {
         Duration::from_millis(self.int(name, default, range))
+    }
+
+    /// Status write-back: each platform's mapping (`STATUS=STATE,…`), Feiyu's switch.
+    fn writeback(&mut self) -> crate::writeback::WriteBackConfig {
+        let mut c = crate::writeback::WriteBackConfig::defaults();
+        if let Some(raw) = self.optional("WRITEBACK_OCEANENGINE_CLUE_STATES") {
+            match crate::writeback::parse_mapping(&raw) {
+                Ok(m) => c.clue = m,
+                Err(e) => self.problems.push(format!("WRITEBACK_OCEANENGINE_CLUE_STATES: {e}")),
+            }
+        }
+        if let Some(raw) = self.optional("WRITEBACK_OCEANENGINE_LIFE_STATES") {
+            match crate::writeback::parse_mapping(&raw) {
+                Ok(m) => c.life = m,
+                Err(e) => self.problems.push(format!("WRITEBACK_OCEANENGINE_LIFE_STATES: {e}")),
+            }
+        }
+        if let Some(raw) = self.optional("WRITEBACK_FEIYU_STATES") {
+            match crate::writeback::parse_mapping(&raw) {
+                Ok(m) => c.feiyu = m,
+                Err(e) => self.problems.push(format!("WRITEBACK_FEIYU_STATES: {e}")),
+            }
+        }
+        c.feiyu_enabled = self.flag("WRITEBACK_FEIYU_ENABLED", false);
+        c.clue_source = self.int("WRITEBACK_CLUE_SOURCE", 1, 0..=10) as i64;
+        if let Some(raw) = self.optional("WRITEBACK_LIFE_INVALID_REASONS") {
+            c.life_invalid_reasons = raw
+                .split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect();
+        }
+        c
     }
 
     fn flag(&mut self, name: &str, default: bool) -> bool {

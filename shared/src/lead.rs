@@ -60,7 +60,7 @@ impl fmt::Display for LeadSource {
 }
 
 /// The sales workflow: NEW → CONTACTED → CONVERTED; any → INVALID; INVALID → NEW.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LeadStatus {
     New,
@@ -279,6 +279,10 @@ pub struct StoredLead {
     pub version: u64,
     /// Who made the last operator change (the outbound events' actor).
     pub changed_by: Option<String>,
+    /// Why sales marked it INVALID, from the platform's list (本地推 write-back needs one).
+    pub invalid_reason: Option<String>,
+    /// The last status write-back to its platform.
+    pub write_back: Option<crate::writeback::WriteBack>,
 }
 
 impl StoredLead {

@@ -33,7 +33,7 @@ pub fn lead(l: &StoredLead, reveal_phone: bool) -> Value {
         "remark": text(f.remark.as_deref(), reveal_phone), "formFields": form, "createdAt": l.sort_time(),
         "acquiredAt": l.acquired_at, "modifiedAt": f.modified_at, "platformStatus": f.platform_status,
         "status": l.status, "notes": l.notes, "version": l.version, "duplicateOf": l.duplicate_of,
-        "updatedAt": l.updated_at,
+        "updatedAt": l.updated_at, "invalidReason": l.invalid_reason, "writeBack": l.write_back,
     })
 }
 

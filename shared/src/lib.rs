@@ -24,6 +24,7 @@ pub mod sources;
 pub mod store;
 pub mod sync;
 pub mod task;
+pub mod writeback;
 
 pub use config::Config;
 pub use secret::Secret;

@@ -182,6 +182,20 @@ impl StoreSet {
         }
     }
 
+    /// Deliveries and write-backs over these stores, as lead-events runs them.
+    pub fn outbound(&self, config: &shared::Config, clock: Arc<dyn Clock>) -> lead_events::Outbound {
+        let writeback = shared::writeback::runner::WriteBackRunner::new(
+            &self.sync(),
+            config,
+            self.delivery_queue.clone(),
+            clock.clone(),
+        );
+        lead_events::Outbound {
+            deliverer: self.deliverer(config, clock),
+            writeback: Some(writeback),
+        }
+    }
+
     /// The delivery rules over these stores, sending with the guarded HTTP client.
     pub fn deliverer(&self, config: &shared::Config, clock: Arc<dyn Clock>) -> Deliverer {
         Deliverer {
@@ -260,6 +274,7 @@ pub fn routes(
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         read: config.read.clone(),
         clock: clock.clone(),
+        writeback: config.writeback.clone(),
         webhooks: Some(leads_api::webhooks::WebhookPorts {
             deliverer: Arc::new(stores.deliverer(config, clock.clone())),
             policy: shared::outbound::target::TargetPolicy::from_config(&config.outbound),

@@ -393,6 +393,7 @@ pub async fn lead_store(store: &dyn LeadStore) {
     let change = OperatorChange {
         status: Some(LeadStatus::Contacted),
         notes: Some("called".into()),
+        invalid_reason: None,
         expected_version: 1,
         history: vec![HistoryEntry {
             at: now(),
@@ -675,6 +676,7 @@ pub async fn lead_queries(store: &dyn LeadStore) {
     let contacted = OperatorChange {
         status: Some(LeadStatus::Contacted),
         notes: Some("约了周六到店".into()),
+        invalid_reason: None,
         expected_version: 1,
         history: Vec::new(),
         at: now(),

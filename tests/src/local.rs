@@ -101,14 +101,14 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
             }
         });
     }
-    // Webhooks and bots: every event the change feed makes is fanned out to the subscriptions,
-    // and the in-process queue is pumped, as lead-events does from the stream and SQS in AWS.
-    let deliverer = Arc::new(stores.deliverer(&config, Arc::new(SystemClock)));
+    // Webhooks, bots and write-backs: every event the change feed makes is fanned out, and the
+    // in-process queue is pumped, as lead-events does from the stream and SQS in AWS.
+    let outbound = Arc::new(stores.outbound(&config, Arc::new(SystemClock)));
     {
-        let deliverer = deliverer.clone();
+        let outbound = outbound.clone();
         tokio::spawn(async move {
             while let Some(batch) = changed.recv().await {
-                if let Err(e) = deliverer.fan_out(&batch).await {
+                if let Err(e) = outbound.fan_out(&batch).await {
                     tracing::warn!(error = %e, "local webhook fan-out failed");
                 }
             }
@@ -117,7 +117,7 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     if let Some(queue) = stores.memory_queue.clone() {
         tokio::spawn(crate::outbound::pump(
             queue,
-            deliverer.clone(),
+            outbound,
             std::time::Duration::from_millis(200),
         ));
     }

@@ -7,21 +7,36 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use lead_events::Outbound;
 use shared::outbound::deliver::{Deliverer, Step};
 use shared::outbound::queue::MemoryDeliveryQueue;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Handles due messages forever, every `every` (the local run's stand-in for SQS polling).
-pub async fn pump(queue: Arc<MemoryDeliveryQueue>, deliverer: Arc<Deliverer>, every: std::time::Duration) {
+pub async fn pump(queue: Arc<MemoryDeliveryQueue>, outbound: Arc<Outbound>, every: std::time::Duration) {
     loop {
         for message in queue.take_due() {
-            if let Err(e) = deliverer.handle(&message).await {
+            if let Err(e) = outbound.handle(&message).await {
                 tracing::warn!(error = %e, "local delivery failed; it is tried again");
                 let _ = shared::outbound::queue::DeliveryQueue::send(queue.as_ref(), &[message], every).await;
             }
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Handles every write-back and delivery due now, and what they queue due now too.
+pub async fn drain_all(queue: &MemoryDeliveryQueue, outbound: &Outbound) -> Vec<String> {
+    let mut steps = Vec::new();
+    loop {
+        let due = queue.take_due();
+        if due.is_empty() {
+            return steps;
+        }
+        for message in due {
+            steps.push(outbound.handle(&message).await.expect("the outcome is recorded"));
+        }
     }
 }
 

@@ -61,6 +61,7 @@ async fn lead_and_connection_changes_reach_the_bus_and_bookkeeping_says_nothing(
     let change = OperatorChange {
         status: Some(LeadStatus::Contacted),
         notes: Some("called back".into()),
+        invalid_reason: None,
         expected_version: lead.version,
         history: vec![HistoryEntry {
             at: now,

@@ -118,6 +118,7 @@ async fn move_status(h: &SyncHarness, tenant: &TenantId, id: &LeadId, path: &[Le
         let change = OperatorChange {
             status: Some(*to),
             notes: None,
+            invalid_reason: None,
             expected_version: 1 + n as u64,
             history: Vec::new(),
             at: Utc::now(),
@@ -568,6 +569,7 @@ async fn an_export_holds_exactly_what_the_list_walks() {
                 let change = OperatorChange {
                     status: Some(LeadStatus::Invalid),
                     notes: None,
+                    invalid_reason: None,
                     expected_version: 1,
                     history: Vec::new(),
                     at: now,

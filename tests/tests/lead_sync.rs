@@ -71,6 +71,7 @@ async fn late_changes_update_platform_fields_and_keep_the_operators_work() {
     let change = OperatorChange {
         status: Some(LeadStatus::Contacted),
         notes: Some("回访过".into()),
+        invalid_reason: None,
         expected_version: newest.version,
         history: vec![HistoryEntry {
             at: chrono::Utc::now(),
@@ -678,6 +679,14 @@ impl shared::store::LeadStore for ThrottledLeads {
         change: &OperatorChange,
     ) -> Result<StoredLead, shared::store::LeadUpdateError> {
         self.inner.update_operator_fields(t, id, change).await
+    }
+    async fn record_write_back(
+        &self,
+        t: &TenantId,
+        id: &shared::lead::LeadId,
+        record: &shared::writeback::WriteBack,
+    ) -> Result<(), shared::store::StoreError> {
+        self.inner.record_write_back(t, id, record).await
     }
 }
 

@@ -136,6 +136,9 @@ impl SyncLedger for CheckedLedger {
     async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inner.disable(tenant, id, now).await
     }
+    async fn set_write_back(&self, tenant: &TenantId, id: &ConnectionId, on: bool) -> Result<bool, StoreError> {
+        self.inner.set_write_back(tenant, id, on).await
+    }
     async fn mark_reauth_required(
         &self,
         tenant: &TenantId,

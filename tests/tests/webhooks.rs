@@ -140,6 +140,8 @@ fn lead(tenant: &str, n: usize, at: DateTime<Utc>) -> StoredLead {
         notes: String::new(),
         version: 1,
         changed_by: None,
+        invalid_reason: None,
+        write_back: None,
     }
 }
 
@@ -686,8 +688,8 @@ async fn the_delivery_queue_drives_lead_events_through_sqs() {
     let receiver = Receiver::start().await;
     h.subscribe("t1", json!({"url": receiver.url, "events": ["LeadCreated"]}))
         .await;
-    let deliverer = h.stores.deliverer(&h.config, Arc::new(SystemClock));
-    deliverer.fan_out(&created("t1", 0..12, Utc::now())).await.unwrap();
+    let outbound = h.stores.outbound(&h.config, Arc::new(SystemClock));
+    outbound.fan_out(&created("t1", 0..12, Utc::now())).await.unwrap();
     let mut handled = 0;
     while handled < 12 {
         let out = aws
@@ -708,7 +710,7 @@ async fn the_delivery_queue_drives_lead_events_through_sqs() {
         handled += records.len();
         let event = json!({ "Records": records });
         assert!(lead_events::is_queue_batch(&event));
-        let answer = lead_events::handle_deliveries(&deliverer, &event).await;
+        let answer = lead_events::handle_deliveries(&outbound, &event).await;
         assert_eq!(answer, json!({"batchItemFailures": []}));
     }
     let ids: HashSet<String> = receiver

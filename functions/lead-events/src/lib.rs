@@ -14,6 +14,7 @@ use shared::events::{EventRules, OutboundEvent};
 use shared::outbound::deliver::Deliverer;
 use shared::outbound::queue::DeliveryMessage;
 use shared::store::StoreError;
+use shared::writeback::runner::WriteBackRunner;
 
 /// Whether a Lambda event is a batch from the delivery queue (else: stream records).
 pub fn is_queue_batch(event: &Value) -> bool {
@@ -23,7 +24,7 @@ pub fn is_queue_batch(event: &Value) -> bool {
 /// Sends what a batch of delivery messages names. A message whose delivery could not be
 /// recorded (the store or queue failed) is reported back and comes again; a failed send is not
 /// such a failure: the delivery itself schedules its retry.
-pub async fn handle_deliveries(deliverer: &Deliverer, event: &Value) -> Value {
+pub async fn handle_deliveries(outbound: &Outbound, event: &Value) -> Value {
     use futures_util::StreamExt;
     let records = event["Records"].as_array().cloned().unwrap_or_default();
     // Concurrently: each send may take its whole timeout, and the batch must fit the function's.
@@ -35,9 +36,9 @@ pub async fn handle_deliveries(deliverer: &Deliverer, event: &Value) -> Value {
             tracing::error!(message_id = %id, "a delivery message could not be read");
             return None;
         };
-        match deliverer.handle(&message).await {
+        match outbound.handle(&message).await {
             Ok(step) => {
-                tracing::debug!(message_id = %id, ?step, "delivery message handled");
+                tracing::debug!(message_id = %id, %step, "delivery message handled");
                 None
             }
             Err(e) => {
@@ -51,6 +52,31 @@ pub async fn handle_deliveries(deliverer: &Deliverer, event: &Value) -> Value {
     .collect()
     .await;
     json!({ "batchItemFailures": failures })
+}
+
+/// What leaves through the delivery queue: webhook and bot deliveries, and status write-backs.
+pub struct Outbound {
+    pub deliverer: Deliverer,
+    pub writeback: Option<WriteBackRunner>,
+}
+
+impl Outbound {
+    /// The deliveries and write-backs a batch of events asks for, made and queued.
+    pub async fn fan_out(&self, events: &[OutboundEvent]) -> Result<(), StoreError> {
+        self.deliverer.fan_out(events).await?;
+        if let Some(writeback) = &self.writeback {
+            writeback.request(events).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn handle(&self, message: &DeliveryMessage) -> Result<String, StoreError> {
+        match (&message.write_back, &self.writeback) {
+            (Some(_), Some(writeback)) => writeback.handle(message).await.map(|s| format!("{s:?}")),
+            (Some(_), None) => Ok("write-back off".into()),
+            (None, _) => self.deliverer.handle(message).await.map(|s| format!("{s:?}")),
+        }
+    }
 }
 
 /// Delivery messages of one batch handled at once (the queue's batch size).
@@ -68,7 +94,7 @@ pub struct Outcome {
 /// Handles one batch; the answer is the partial batch response Lambda expects.
 pub async fn handle(
     publisher: &dyn EventPublisher,
-    deliverer: Option<&Deliverer>,
+    outbound: Option<&Outbound>,
     rules: EventRules,
     event: &Value,
 ) -> Result<(Value, Outcome), StoreError> {
@@ -95,8 +121,8 @@ pub async fn handle(
     {
         first_failure = Some(first_failure.map_or(i, |f| f.min(i)));
     }
-    if let Some(deliverer) = deliverer
-        && let Err(e) = deliverer.fan_out(&events).await
+    if let Some(outbound) = outbound
+        && let Err(e) = outbound.fan_out(&events).await
     {
         // Deliveries already made are found again on the retry; none is made twice.
         tracing::error!(error = %e, "deliveries could not be made; the batch is retried");

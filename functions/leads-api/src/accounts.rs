@@ -28,6 +28,7 @@ pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result
             "accessExpiresAt": c.access_expires_at, "refreshExpiresAt": c.refresh_expires_at,
             "lastSyncAt": info.last_sync_at, "lastSuccessAt": info.last_success_at, "lastError": info.last_error, "lastErrorCode": info.last_error_code,
             "lastTaskId": info.last_task_id, "leadCount": info.lead_count, "failedRuns": info.failed_runs, "syncing": info.lease.is_some_and(|l| l.until > api.clock.now()),
+            "writeBack": info.write_back,
             "createdAt": c.created_at,
         }));
     }
@@ -75,4 +76,66 @@ pub(crate) async fn disconnect(
     Ok(ok(
         json!({"connectionId": id, "status": ConnectionStatus::Disabled, "leadsKept": true}),
     ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PatchAccount {
+    write_back: bool,
+}
+
+/// Which of a provider's lead sources have a write-back API (and so may turn it on).
+fn write_back_sources(api: &crate::LeadsApi, provider: shared::domain::Provider) -> Vec<shared::lead::LeadSource> {
+    use shared::lead::LeadSource;
+    let candidates: &[LeadSource] = match provider {
+        shared::domain::Provider::OceanEngine => &[LeadSource::OceanEngineClue, LeadSource::OceanEngineLife],
+        shared::domain::Provider::Feiyu => &[LeadSource::Feiyu],
+        _ => &[],
+    };
+    candidates
+        .iter()
+        .copied()
+        .filter(|s| api.writeback.supports(*s))
+        .collect()
+}
+
+/// `PATCH /accounts/{connectionId}` `{writeBack}`: lead status moves are told to the platform
+/// (Ocean Engine's clue callbacks; Feiyu's behind `WRITEBACK_FEIYU_ENABLED`). 抖音来客 and fans
+/// have no such API: 409 `WRITEBACK_UNSUPPORTED` says so.
+pub(crate) async fn patch_account(
+    State(api): Api,
+    identity: Identity,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    identity.require(crate::register::SCOPE_ADMIN)?;
+    let patch: PatchAccount = crate::json_body(&body)?;
+    if !plausible_id(&id, "c_") {
+        return Err(connection_not_found());
+    }
+    let id = ConnectionId::from_stored(id);
+    let connection = api
+        .connections
+        .get(&identity.tenant, &id)
+        .await
+        .map_err(|e| internal("get connection", &e))?
+        .ok_or_else(connection_not_found)?;
+    if patch.write_back && write_back_sources(&api, connection.provider).is_empty() {
+        let why = match connection.provider {
+            shared::domain::Provider::Feiyu => {
+                "Feiyu's write-back API is legacy and off in this deployment (WRITEBACK_FEIYU_ENABLED)"
+            }
+            _ => "this platform has no API to write lead statuses back to",
+        };
+        return Err(ApiError::conflict("WRITEBACK_UNSUPPORTED", why));
+    }
+    api.ledger
+        .set_write_back(&identity.tenant, &id, patch.write_back)
+        .await
+        .map_err(|e| internal("set write-back", &e))?;
+    let sources: Vec<_> = write_back_sources(&api, connection.provider);
+    Ok(ok(json!({
+        "connectionId": connection.id, "writeBack": patch.write_back,
+        "writeBackSources": if patch.write_back { sources } else { Vec::new() },
+    })))
 }

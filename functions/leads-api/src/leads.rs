@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::domain::TenantId;
 use shared::http::{ApiError, Identity, QueryParams, ok};
-use shared::lead::{HistoryEntry, LeadId, StoredLead};
+use shared::lead::{HistoryEntry, LeadId, LeadStatus, StoredLead};
 use shared::lead_query::{CursorError, PageStart, QueryError};
 use shared::store::{HISTORY_PAGE, LeadUpdateError, OperatorChange};
 
@@ -140,6 +140,66 @@ struct PatchBody {
     status: Option<String>,
     notes: Option<String>,
     version: Option<u64>,
+    /// With a move to INVALID: why, from the platform's list (本地推 write-back needs it).
+    #[serde(rename = "invalidReason")]
+    invalid_reason: Option<String>,
+}
+
+/// The invalid reason a PATCH may carry: only with a move to INVALID, in the shape of the
+/// platforms' codes, and for 本地推 leads one of its list; required for 本地推 leads whose
+/// connection writes back (the platform refuses INVALID_EVENT without one).
+async fn checked_reason(
+    api: &crate::LeadsApi,
+    current: &shared::lead::StoredLead,
+    to: Option<LeadStatus>,
+    reason: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let moving_to_invalid = to == Some(LeadStatus::Invalid) && current.status != LeadStatus::Invalid;
+    let Some(reason) = reason else {
+        if moving_to_invalid && api.writeback.needs_reason(current.source, LeadStatus::Invalid) {
+            let write_back = api
+                .ledger
+                .sync_info(&current.tenant, &current.connection_id)
+                .await
+                .map_err(|e| internal("read sync info", &e))?
+                .write_back;
+            if write_back {
+                return Err(ApiError::bad_request(
+                    "INVALID_REASON_REQUIRED",
+                    "invalidReason",
+                    format!(
+                        "this lead's status is written back to 本地推, which needs a reason for INVALID: one of {}",
+                        api.writeback.life_invalid_reasons.join(", ")
+                    ),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if !moving_to_invalid {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            "invalidReason",
+            "invalidReason goes with a move to status INVALID",
+        ));
+    }
+    let shaped = (1..=64).contains(&reason.len())
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let listed = current.source != shared::lead::LeadSource::OceanEngineLife
+        || api.writeback.life_invalid_reasons.contains(&reason);
+    if !shaped || !listed {
+        return Err(ApiError::bad_request(
+            "INVALID_REASON",
+            "invalidReason",
+            format!(
+                "invalidReason must be a platform reason code such as {}",
+                api.writeback.life_invalid_reasons.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(reason))
 }
 
 pub(crate) async fn patch_lead(
@@ -187,6 +247,7 @@ pub(crate) async fn patch_lead(
     if current.version != version {
         return Err(version_conflict(current.version));
     }
+    let invalid_reason = checked_reason(&api, &current, status, patch.invalid_reason).await?;
     let now = api.clock.now();
     let mut history = Vec::new();
     if let Some(to) = status.filter(|s| *s != current.status) {
@@ -219,6 +280,7 @@ pub(crate) async fn patch_lead(
     let change = OperatorChange {
         status: status.filter(|s| *s != current.status),
         notes: patch.notes,
+        invalid_reason,
         expected_version: version,
         history,
         at: now,

@@ -52,6 +52,8 @@ pub struct LeadsApi {
     pub task_ttl: chrono::Duration,
     pub read: ReadConfig,
     pub clock: Arc<dyn Clock>,
+    /// Which status moves are written back to the platforms, and how.
+    pub writeback: shared::writeback::WriteBackConfig,
     /// Outbound subscriptions; `None` answers 503 on their routes.
     pub webhooks: Option<webhooks::WebhookPorts>,
 }
@@ -83,7 +85,7 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(&format!("{BASE}/accounts/laike"), post(register::register_laike))
         .route(
             &format!("{BASE}/accounts/{{connectionId}}"),
-            axum::routing::delete(accounts::disconnect),
+            axum::routing::delete(accounts::disconnect).patch(accounts::patch_account),
         )
         .route(&format!("{BASE}/webhooks"), get(webhooks::list).post(webhooks::create))
         .route(

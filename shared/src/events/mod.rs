@@ -262,6 +262,8 @@ mod tests {
             notes: String::new(),
             version: 1,
             changed_by: None,
+            invalid_reason: None,
+            write_back: None,
         }
     }
 

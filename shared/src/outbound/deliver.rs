@@ -110,6 +110,7 @@ impl Deliverer {
             hook_id: d.hook_id.clone(),
             delivery_id: Some(d.delivery_id.clone()),
             digest_window: None,
+            write_back: None,
         }
     }
 
@@ -397,6 +398,7 @@ impl Deliverer {
                 hook_id: sub.id.clone(),
                 delivery_id: None,
                 digest_window: Some(window),
+                write_back: None,
             };
             self.queue.send(&[message], wait(now, start).min(self.max_hop)).await?;
         }

@@ -17,9 +17,12 @@ pub struct DeliveryMessage {
     /// An attempt at this delivery…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
-    /// …or the bot digest of this minute.
+    /// …or the bot digest of this minute…
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_window: Option<i64>,
+    /// …or the status write-back of this lead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<String>,
 }
 
 #[async_trait]

@@ -48,7 +48,7 @@ fn format_time(format: FeiyuTimeFormat, at: chrono::DateTime<chrono::Utc>) -> St
 }
 
 /// `{status: "success", count, data}`; anything else is a failure with a `msg` (text or object).
-fn decode(raw: RawResponse) -> Result<Value, PlatformError> {
+pub(crate) fn decode(raw: RawResponse) -> Result<Value, PlatformError> {
     let platform = Platform::Feiyu;
     if raw.status == 429 || raw.status >= 500 {
         return Err(PlatformError::Status {

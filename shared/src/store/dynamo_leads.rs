@@ -305,6 +305,12 @@ pub(crate) fn decode(item: &Item) -> Result<StoredLead, StoreError> {
         notes: get_opt_s(item, "notes").unwrap_or_default(),
         version: get_n(item, "version").unwrap_or(1).max(0) as u64,
         changed_by: get_opt_s(item, "changedBy"),
+        invalid_reason: get_opt_s(item, "invalidReason"),
+        write_back: item
+            .get("writeBack")
+            .map(|v| serde_json::from_value(crate::store::attr::to_json(v)))
+            .transpose()
+            .map_err(|e| StoreError::new("decode lead", format!("attribute writeBack: {e}")))?,
     })
 }
 
@@ -1219,6 +1225,19 @@ impl LeadStore for DynamoLeadStore {
             sets.push("notes = :notes");
             values.insert(":notes".to_owned(), s(notes));
         }
+        let mut removes = Vec::new();
+        match change.reason_change(current.status) {
+            crate::store::ReasonChange::Set(reason) => {
+                sets.push("invalidReason = :reason");
+                values.insert(":reason".to_owned(), s(&reason));
+                updated.invalid_reason = Some(reason);
+            }
+            crate::store::ReasonChange::Clear => {
+                removes.push("invalidReason");
+                updated.invalid_reason = None;
+            }
+            crate::store::ReasonChange::Keep => {}
+        }
         if let Some(actor) = change.actor() {
             sets.push("changedBy = :actor");
             values.insert(":actor".to_owned(), s(actor));
@@ -1228,6 +1247,10 @@ impl LeadStore for DynamoLeadStore {
         for set in &index_sets {
             expression.push_str(", ");
             expression.push_str(set);
+        }
+        if !removes.is_empty() {
+            expression.push_str(" REMOVE ");
+            expression.push_str(&removes.join(", "));
         }
         let update = Update::builder()
             .table_name(&self.table)
@@ -1258,6 +1281,30 @@ impl LeadStore for DynamoLeadStore {
                 Some(now) => Err(LeadUpdateError::VersionConflict { current: now.version }),
             },
             Err(e) => Err(sdk_error("update lead", e).into()),
+        }
+    }
+
+    async fn record_write_back(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        record: &crate::writeback::WriteBack,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_value(record).map_err(|e| StoreError::new("encode write-back", e))?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant, lead_id)))
+            .update_expression("SET writeBack = :wb")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":wb", crate::store::attr::from_json(&value))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if crate::store::attr::is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error("record write-back", e)),
         }
     }
 }

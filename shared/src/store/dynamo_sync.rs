@@ -168,6 +168,21 @@ impl SyncLedger for DynamoConnectionStore {
             .await
     }
 
+    async fn set_write_back(&self, tenant: &TenantId, id: &ConnectionId, on: bool) -> Result<bool, StoreError> {
+        let result = self
+            .update_existing(tenant, id)
+            .update_expression("SET writeBack = :on")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_values(":on", aws_sdk_dynamodb::types::AttributeValue::Bool(on))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("set write-back", e)),
+        }
+    }
+
     async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let result = self
             .update_existing(tenant, id)
@@ -312,6 +327,10 @@ pub(crate) fn decode_sync_info(item: &Item) -> Result<SyncInfo, StoreError> {
         last_task_id: get_opt_s(item, "lastTaskId"),
         lead_count: get_n(item, "leadCount").unwrap_or(0).max(0) as u64,
         failed_runs: get_n(item, "failedRuns").unwrap_or(0).max(0) as u64,
+        write_back: matches!(
+            item.get("writeBack"),
+            Some(aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        ),
         ..SyncInfo::default()
     };
     for (name, _) in item.iter().filter(|(k, _)| k.starts_with(WATERMARK_PREFIX)) {

@@ -340,6 +340,15 @@ impl SyncLedger for MemoryConnectionStore {
         Ok(())
     }
 
+    async fn set_write_back(&self, tenant: &TenantId, id: &ConnectionId, on: bool) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.with_sync(tenant, id, |info, _| {
+            info.write_back = on;
+            found = true;
+        });
+        Ok(found)
+    }
+
     async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut found = false;
         self.with_sync(tenant, id, |_, row| {

@@ -169,6 +169,8 @@ impl LeadStore for MemoryLeadStore {
                         notes: String::new(),
                         version: 1,
                         changed_by: None,
+                        invalid_reason: None,
+                        write_back: None,
                     };
                     reindex(&mut index, &mut counters, tenant, None, Some(&IndexView::of(&created)));
                     if let Some(feed) = &self.feed {
@@ -340,6 +342,11 @@ impl LeadStore for MemoryLeadStore {
         }
         let old = self.feed.as_ref().map(|_| lead.clone());
         let before = IndexView::of(lead);
+        match change.reason_change(lead.status) {
+            crate::store::ReasonChange::Set(reason) => lead.invalid_reason = Some(reason),
+            crate::store::ReasonChange::Clear => lead.invalid_reason = None,
+            crate::store::ReasonChange::Keep => {}
+        }
         if let Some(status) = change.status {
             lead.status = status;
         }
@@ -365,6 +372,23 @@ impl LeadStore for MemoryLeadStore {
         }
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(lead.clone())
+    }
+
+    async fn record_write_back(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        record: &crate::writeback::WriteBack,
+    ) -> Result<(), StoreError> {
+        let mut all = lock(&self.leads);
+        if let Some(lead) = all.get_mut(&(tenant.clone(), lead_id.clone())) {
+            let old = self.feed.as_ref().map(|_| lead.clone());
+            lead.write_back = Some(record.clone());
+            if let Some(feed) = &self.feed {
+                feed.lead(old.as_ref(), lead);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -222,12 +222,35 @@ pub const HISTORY_PAGE: u32 = 20;
 pub struct OperatorChange {
     pub status: Option<LeadStatus>,
     pub notes: Option<String>,
+    /// Set with a move to INVALID (its reason), cleared with a move out of it.
+    pub invalid_reason: Option<String>,
     pub expected_version: u64,
     pub history: Vec<HistoryEntry>,
     pub at: DateTime<Utc>,
 }
 
+/// What a status move does to a lead's invalid reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReasonChange {
+    Keep,
+    Set(String),
+    Clear,
+}
+
 impl OperatorChange {
+    /// A move to INVALID sets the reason it came with; a move out of INVALID clears it. Both
+    /// stores apply this one rule.
+    pub fn reason_change(&self, before: LeadStatus) -> ReasonChange {
+        match self.status {
+            Some(LeadStatus::Invalid) if before != LeadStatus::Invalid => self
+                .invalid_reason
+                .clone()
+                .map_or(ReasonChange::Keep, ReasonChange::Set),
+            Some(to) if to != LeadStatus::Invalid && before == LeadStatus::Invalid => ReasonChange::Clear,
+            _ => ReasonChange::Keep,
+        }
+    }
+
     /// Who made the change, as its history records it.
     pub fn actor(&self) -> Option<&str> {
         self.history.first().map(|h| h.actor.as_str())
@@ -330,6 +353,15 @@ pub trait LeadStore: Send + Sync {
         lead_id: &LeadId,
         change: &OperatorChange,
     ) -> Result<StoredLead, LeadUpdateError>;
+
+    /// Keeps the outcome of a status write-back on the lead. The lead's version, status and
+    /// content stay as they are, so the change emits no event.
+    async fn record_write_back(
+        &self,
+        tenant: &TenantId,
+        lead_id: &LeadId,
+        record: &crate::writeback::WriteBack,
+    ) -> Result<(), StoreError>;
 }
 
 /// Something a caller did that must stay on the record: an export that revealed phones.
@@ -391,6 +423,8 @@ pub struct SyncInfo {
     pub lead_count: u64,
     /// Runs that failed in a row (a completed run resets it; a partial one leaves it).
     pub failed_runs: u64,
+    /// Lead status moves are written back to the platform (`PATCH /accounts/{id}`).
+    pub write_back: bool,
 }
 
 /// How a run ended, for the connection's health.
@@ -446,6 +480,9 @@ pub trait SyncLedger: Send + Sync {
     ) -> Result<(), StoreError>;
 
     async fn record_run(&self, tenant: &TenantId, id: &ConnectionId, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Turns status write-back on or off; `false` when the connection does not exist.
+    async fn set_write_back(&self, tenant: &TenantId, id: &ConnectionId, on: bool) -> Result<bool, StoreError>;
 
     /// The tenant disconnected it: no more syncs; its leads stay. `false` when it does not exist.
     async fn disable(&self, tenant: &TenantId, id: &ConnectionId, now: DateTime<Utc>) -> Result<bool, StoreError>;

@@ -127,6 +127,7 @@ impl Bench {
                     let change = OperatorChange {
                         status: Some(*to),
                         notes: None,
+                        invalid_reason: None,
                         expected_version: 1 + n as u64,
                         history: Vec::new(),
                         at: Utc::now(),

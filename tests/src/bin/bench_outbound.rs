@@ -46,6 +46,8 @@ fn lead(n: usize) -> StoredLead {
         notes: String::new(),
         version: 1,
         changed_by: None,
+        invalid_reason: None,
+        write_back: None,
     }
 }
 

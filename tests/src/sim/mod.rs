@@ -16,6 +16,7 @@ mod leads;
 mod oceanengine;
 mod oe_leads;
 mod params;
+pub mod writeback;
 
 pub use faults::Fault;
 pub use leads::{SimLead, SimSource};
@@ -87,6 +88,8 @@ pub(crate) struct Data {
     pub feiyu: HashMap<String, feiyu::FeiyuAccount>,
     /// Ocean Engine: the other accounts a token's advertiser may read.
     pub granted: HashMap<String, Vec<String>>,
+    /// Status write-backs accepted, oldest first.
+    pub callbacks: Vec<writeback::Callback>,
 }
 
 /// A consent the user gave: who, with what scopes, until when the code works.
@@ -189,6 +192,7 @@ impl SimHandle {
             .merge(oe_leads::routes())
             .merge(feiyu::routes())
             .merge(fans::routes())
+            .merge(writeback::routes())
             .layer(axum::middleware::from_fn_with_state(state.clone(), faults::apply))
             .with_state(state)
     }
