@@ -142,9 +142,16 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     let downloads = Router::new()
         .route("/local/files/exports/{file}", get(download))
         .with_state(files);
+    // A webhook receiver of the local run's own, so a subscription can be tried without one.
+    let received = LocalReceiver::default();
+    let receiver = Router::new()
+        .route("/local/receiver", post(receive))
+        .route("/local/received", get(list_received))
+        .with_state(received);
     Ok(app::routes(&config, &stores, requests, Arc::new(SystemClock), jwt)
         .merge(local)
         .merge(downloads)
+        .merge(receiver)
         .nest("/sim", sim.router())
         .fallback(route_not_found))
 }
@@ -304,4 +311,32 @@ async fn done(RawQuery(raw): RawQuery) -> Html<String> {
         "<h1>back in the app</h1><p>callback outcome: <code>{}</code></p>{next}",
         escape(&q)
     ))
+}
+
+/// What `/local/receiver` was sent, newest last (the last 200).
+#[derive(Clone, Default)]
+struct LocalReceiver(Arc<std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>>);
+
+/// `POST /local/receiver`: answers 200 and keeps the delivery (headers that matter, raw body).
+async fn receive(
+    State(r): State<LocalReceiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut kept = r.0.lock().unwrap_or_else(|e| e.into_inner());
+    kept.push_back(serde_json::json!({
+        "eventId": header("x-leads-event-id"), "eventType": header("x-leads-event-type"),
+        "signature": header("x-leads-signature"), "body": String::from_utf8_lossy(&body),
+    }));
+    while kept.len() > 200 {
+        kept.pop_front();
+    }
+    axum::http::StatusCode::OK
+}
+
+/// `GET /local/received`: the deliveries `/local/receiver` got, oldest first.
+async fn list_received(State(r): State<LocalReceiver>) -> axum::response::Response {
+    let kept = r.0.lock().unwrap_or_else(|e| e.into_inner());
+    ok(kept.iter().cloned().collect::<Vec<_>>())
 }

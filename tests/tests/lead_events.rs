@@ -239,3 +239,61 @@ fn webhook_disabled_fits_its_schema() {
         "the bot's key is not in the event"
     );
 }
+
+/// Stream records of a real sync, handed to the function as Lambda would, become signed webhook
+/// deliveries; the same records again make none twice.
+#[tokio::test]
+async fn stream_records_become_webhook_deliveries_once() {
+    let h = SyncHarness::on_moto_streaming(&[]).await;
+    let aws = h.aws.clone().expect("moto");
+    let tables = h.tables.clone().expect("tables");
+    let t = tenant();
+    let receiver = devkit::outbound::Receiver::start().await;
+    let secret = "whsec_stream_test".to_owned();
+    h.stores
+        .deliveries
+        .create_subscription(&shared::outbound::Subscription {
+            id: "wh_stream0000000000000000".into(),
+            tenant: t.clone(),
+            kind: shared::outbound::HookKind::Webhook,
+            url: receiver.url.clone(),
+            events: vec!["LeadCreated".into()],
+            include_phone: false,
+            secret: Some(shared::Secret::new(secret.clone())),
+            status: shared::outbound::HookStatus::Active,
+            created_at: Utc::now(),
+            created_by: "test".into(),
+            failing_since: None,
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .await
+        .unwrap();
+    let (connection, _) = connected(&h, &t, SimSource::OceanEngineLife, 12).await;
+    h.sync(&h.engine(), &connection).await;
+    let (bus, _) = streams::bus_with_queue(&aws, &OUTBOUND).await;
+    let publisher = EventBridgePublisher::new(aws.events.clone(), &bus);
+    let outbound = h
+        .stores
+        .outbound(&h.config, std::sync::Arc::new(shared::clock::SystemClock));
+    let queue = h.stores.memory_queue.clone().expect("deliveries run in process here");
+    let event = streams::lambda_event(&aws, &tables.leads).await;
+    for _ in 0..2 {
+        let (answer, _) = lead_events::handle(&publisher, Some(&outbound), RULES, &event)
+            .await
+            .expect("handled");
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
+    devkit::outbound::drain_all(&queue, &outbound).await;
+    let got = receiver.received();
+    assert_eq!(
+        got.len(),
+        12,
+        "one delivery per new lead, however often the batch is replayed"
+    );
+    for r in &got {
+        let signature = r.header("x-leads-signature").unwrap();
+        assert!(shared::outbound::signing::verify_webhook(&secret, signature, &r.body));
+        assert_eq!(r.json()["type"], "LeadCreated");
+    }
+}

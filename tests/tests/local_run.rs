@@ -176,6 +176,50 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         csv.starts_with('\u{feff}') && csv.lines().count() == 151,
         "a BOM, the header and 150 rows"
     );
+
+    // 8. A webhook on the local run's own receiver: a status move arrives there, signed.
+    let hook: Value = http
+        .post(format!("{base}/api/v1/lead/douyin/webhooks"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"url": format!("{base}/local/receiver"), "events": ["LeadStatusChanged"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = hook["data"]["secret"]
+        .as_str()
+        .expect("the secret, shown once")
+        .to_owned();
+    let lead = &page["data"]["records"][0];
+    let moved = http
+        .patch(format!(
+            "{base}/api/v1/lead/douyin/leads/{}",
+            lead["leadId"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"status": "CONTACTED", "version": lead["version"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    let mut received = Value::Null;
+    for _ in 0..40 {
+        received = get_json(&http, format!("{base}/local/received"), &token).await;
+        if !received["data"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let delivery = &received["data"][0];
+    assert_eq!(delivery["eventType"], "LeadStatusChanged", "{received}");
+    assert!(shared::outbound::signing::verify_webhook(
+        &secret,
+        delivery["signature"].as_str().unwrap(),
+        delivery["body"].as_str().unwrap().as_bytes()
+    ));
+
     let narrow = http
         .get(format!(
             "{base}/local/token?tenant=demo-tenant&scopes=lead:douyin:auth:get_url"

@@ -145,9 +145,9 @@ struct PatchBody {
     invalid_reason: Option<String>,
 }
 
-/// The invalid reason a PATCH may carry: only with a move to INVALID, in the shape of the
-/// platforms' codes, and for 本地推 leads one of its list; required for 本地推 leads whose
-/// connection writes back (the platform refuses INVALID_EVENT without one).
+/// The invalid reason a PATCH may carry: only with status INVALID, one of the platform's reason
+/// codes (`WRITEBACK_LIFE_INVALID_REASONS`); required for 本地推 leads whose connection writes
+/// back (the platform refuses INVALID_EVENT without one).
 async fn checked_reason(
     api: &crate::LeadsApi,
     current: &shared::lead::StoredLead,
@@ -176,30 +176,25 @@ async fn checked_reason(
         }
         return Ok(None);
     };
-    if !moving_to_invalid {
+    if to != Some(LeadStatus::Invalid) {
         return Err(ApiError::bad_request(
             "INVALID_FIELD",
             "invalidReason",
-            "invalidReason goes with a move to status INVALID",
+            "invalidReason goes with status INVALID",
         ));
     }
-    let shaped = (1..=64).contains(&reason.len())
-        && reason
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    let listed = current.source != shared::lead::LeadSource::OceanEngineLife
-        || api.writeback.life_invalid_reasons.contains(&reason);
-    if !shaped || !listed {
+    if !api.writeback.life_invalid_reasons.contains(&reason) {
         return Err(ApiError::bad_request(
             "INVALID_REASON",
             "invalidReason",
             format!(
-                "invalidReason must be a platform reason code such as {}",
+                "invalidReason must be one of the platform's reason codes: {}",
                 api.writeback.life_invalid_reasons.join(", ")
             ),
         ));
     }
-    Ok(Some(reason))
+    // Already INVALID: the move, and with it the reason, was made before.
+    Ok(moving_to_invalid.then_some(reason))
 }
 
 pub(crate) async fn patch_lead(
