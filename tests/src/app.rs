@@ -313,3 +313,30 @@ pub fn simulator_env(sim_base: &str, public_base: &str, sim: &crate::sim::SimApp
         ("WEBHOOK_ALLOW_PRIVATE_TARGETS".into(), "true".into()),
     ])
 }
+
+/// One request to `router` with a bearer token and an optional JSON body: (status, JSON answer).
+pub async fn call(
+    router: &Router,
+    token: &str,
+    method: &str,
+    uri: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.map_or(axum::body::Body::empty(), |b| axum::body::Body::from(b.to_string())))
+        .expect("a valid request");
+    let response = router.clone().oneshot(request).await.expect("the router answers");
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 8 << 20)
+        .await
+        .expect("a body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}

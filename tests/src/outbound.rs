@@ -26,8 +26,11 @@ pub async fn pump(queue: Arc<MemoryDeliveryQueue>, outbound: Arc<Outbound>, ever
     }
 }
 
-/// Handles every write-back and delivery due now, and what they queue due now too.
-pub async fn drain_all(queue: &MemoryDeliveryQueue, outbound: &Outbound) -> Vec<String> {
+/// Handles every message due now with `handle`, and those they queue due now too; the steps.
+async fn drain_with<T, F>(queue: &MemoryDeliveryQueue, mut handle: F) -> Vec<T>
+where
+    F: AsyncFnMut(&shared::outbound::queue::DeliveryMessage) -> Result<T, shared::store::StoreError>,
+{
     let mut steps = Vec::new();
     loop {
         let due = queue.take_due();
@@ -35,23 +38,19 @@ pub async fn drain_all(queue: &MemoryDeliveryQueue, outbound: &Outbound) -> Vec<
             return steps;
         }
         for message in due {
-            steps.push(outbound.handle(&message).await.expect("the outcome is recorded"));
+            steps.push(handle(&message).await.expect("the outcome is recorded"));
         }
     }
 }
 
-/// Handles every message due now, and those they queue due now too; the steps taken.
+/// Every write-back and delivery due now.
+pub async fn drain_all(queue: &MemoryDeliveryQueue, outbound: &Outbound) -> Vec<String> {
+    drain_with(queue, async |m| outbound.handle(m).await).await
+}
+
+/// Every delivery due now.
 pub async fn drain(queue: &MemoryDeliveryQueue, deliverer: &Deliverer) -> Vec<Step> {
-    let mut steps = Vec::new();
-    loop {
-        let due = queue.take_due();
-        if due.is_empty() {
-            return steps;
-        }
-        for message in due {
-            steps.push(deliverer.handle(&message).await.expect("the delivery is recorded"));
-        }
-    }
+    drain_with(queue, async |m| deliverer.handle(m).await).await
 }
 
 /// One request as the receiver got it.

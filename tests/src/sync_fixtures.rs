@@ -120,3 +120,33 @@ pub async fn assert_exactly_the_platforms_leads(h: &SyncHarness, tenant: &Tenant
         "{source:?}: stored leads and phones must match the platform; missing or different {missing:?}, extra {extra:?}"
     );
 }
+
+/// A stored lead as the stores hold one, for tests and benchmarks that make events without a
+/// sync: lead `n` of `tenant`, created at `at`, named and with a phone.
+pub fn stored_lead(tenant: &str, n: usize, source: LeadSource, at: chrono::DateTime<chrono::Utc>) -> StoredLead {
+    StoredLead {
+        lead_id: shared::lead::LeadId::from_stored(format!("l_{n:04}")),
+        tenant: TenantId::new(tenant),
+        connection_id: shared::domain::ConnectionId::from_stored("c_1"),
+        source,
+        source_lead_id: format!("70{n:08}"),
+        fields: shared::lead::LeadFields {
+            name: Some(format!("客户{n}")),
+            phone: Some(format!("138{n:08}")),
+            clue_type: "FORM".into(),
+            promotion_id: Some("7301".into()),
+            ..shared::lead::LeadFields::default()
+        },
+        raw: serde_json::json!({}),
+        content_hash: format!("h{n}"),
+        acquired_at: at,
+        updated_at: at,
+        duplicate_of: None,
+        status: shared::lead::LeadStatus::New,
+        notes: String::new(),
+        version: 1,
+        changed_by: None,
+        invalid_reason: None,
+        write_back: None,
+    }
+}

@@ -12,12 +12,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use devkit::sim::adversary::Rng;
-use serde_json::json;
 use shared::clock::{Clock, ManualClock};
-use shared::domain::{ConnectionId, TenantId};
+use shared::domain::TenantId;
 use shared::events::OutboundEvent;
 use shared::events::bus::MemoryEvents;
-use shared::lead::{LeadFields, LeadId, LeadSource, LeadStatus, StoredLead};
+use shared::lead::{LeadSource, LeadStatus, StoredLead};
 use shared::outbound::deliver::Deliverer;
 use shared::outbound::memory::MemoryDeliveryStore;
 use shared::outbound::queue::MemoryDeliveryQueue;
@@ -86,29 +85,11 @@ impl Transport for Hostile {
 }
 
 fn lead(n: usize, version: u64, status: LeadStatus, at: DateTime<Utc>) -> StoredLead {
-    StoredLead {
-        lead_id: LeadId::from_stored(format!("l_{n:04}")),
-        tenant: TenantId::new("t1"),
-        connection_id: ConnectionId::from_stored("c_1"),
-        source: LeadSource::Feiyu,
-        source_lead_id: format!("9{n:05}"),
-        fields: LeadFields {
-            name: Some(format!("客户{n}")),
-            clue_type: "FORM".into(),
-            ..LeadFields::default()
-        },
-        raw: json!({}),
-        content_hash: "h".into(),
-        acquired_at: at,
-        updated_at: at,
-        duplicate_of: None,
-        status,
-        notes: String::new(),
-        version,
-        changed_by: Some("sales".into()),
-        invalid_reason: None,
-        write_back: None,
-    }
+    let mut lead = devkit::sync_fixtures::stored_lead("t1", n, LeadSource::Feiyu, at);
+    lead.version = version;
+    lead.status = status;
+    lead.changed_by = Some("sales".into());
+    lead
 }
 
 /// Each lead's life: created, then moved through its versions.

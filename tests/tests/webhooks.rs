@@ -3,8 +3,6 @@
 //! simulated time, disabled after three, folded into bot digests over the rate; the SQS path
 //! through lead-events' Lambda handler on moto.
 
-use axum::body::Body;
-use axum::http::Request;
 use chrono::{DateTime, Duration, Utc};
 use devkit::app::{self, StoreSet};
 use devkit::local_auth::LocalJwt;
@@ -12,10 +10,10 @@ use devkit::moto;
 use devkit::outbound::{Receiver, drain};
 use serde_json::{Value, json};
 use shared::clock::{Clock, ManualClock, SystemClock};
-use shared::domain::{ConnectionId, TenantId};
+use shared::domain::TenantId;
 use shared::events::OutboundEvent;
 use shared::events::bus::MemoryEvents;
-use shared::lead::{LeadFields, LeadId, LeadSource, LeadStatus, StoredLead};
+use shared::lead::{LeadSource, LeadStatus, StoredLead};
 use shared::outbound::deliver::{Deliverer, Step};
 use shared::outbound::queue::MemoryDeliveryQueue;
 use shared::outbound::sender::{HttpTransport, Transport};
@@ -24,11 +22,9 @@ use shared::outbound::target::{Lookup, TargetPolicy};
 use shared::outbound::{DeliveryRules, DeliveryStatus};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const ADMIN: &str = "lead:douyin:admin";
 const PHONE: &str = "lead:douyin:leads:phone";
-const BASE: &str = "/api/v1/lead/douyin";
 
 struct Harness {
     config: shared::Config,
@@ -67,17 +63,14 @@ async fn harness() -> Harness {
 impl Harness {
     async fn call(&self, tenant: &str, scopes: &[&str], method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let token = self.jwt.mint(tenant, scopes, Duration::hours(1));
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{BASE}{path}"))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        app::call(
+            &self.router,
+            &token,
+            method,
+            &format!("/api/v1/lead/douyin{path}"),
+            body,
+        )
+        .await
     }
 
     async fn subscribe(&self, tenant: &str, body: Value) -> Value {
@@ -118,31 +111,7 @@ fn start() -> DateTime<Utc> {
 }
 
 fn lead(tenant: &str, n: usize, at: DateTime<Utc>) -> StoredLead {
-    StoredLead {
-        lead_id: LeadId::from_stored(format!("l_{n:04}")),
-        tenant: TenantId::new(tenant),
-        connection_id: ConnectionId::from_stored("c_1"),
-        source: LeadSource::OceanEngineLife,
-        source_lead_id: format!("70{n:04}"),
-        fields: LeadFields {
-            name: Some(format!("客户{n}")),
-            phone: Some(format!("138{n:08}")),
-            clue_type: "FORM".into(),
-            promotion_id: Some("7301".into()),
-            ..LeadFields::default()
-        },
-        raw: json!({}),
-        content_hash: "h1".into(),
-        acquired_at: at,
-        updated_at: at,
-        duplicate_of: None,
-        status: LeadStatus::New,
-        notes: String::new(),
-        version: 1,
-        changed_by: None,
-        invalid_reason: None,
-        write_back: None,
-    }
+    devkit::sync_fixtures::stored_lead(tenant, n, LeadSource::OceanEngineLife, at)
 }
 
 fn created(tenant: &str, range: std::ops::Range<usize>, at: DateTime<Utc>) -> Vec<OutboundEvent> {

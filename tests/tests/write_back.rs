@@ -3,8 +3,6 @@
 //! `LeadStatusChanged` fanned out and run from the queue against the simulator's callback
 //! endpoints; throttling retried, refusals recorded, nothing sent twice.
 
-use axum::body::Body;
-use axum::http::Request;
 use chrono::{Duration, Utc};
 use devkit::app;
 use devkit::local_auth::LocalJwt;
@@ -20,7 +18,6 @@ use shared::lead::StoredLead;
 use shared::outbound::queue::MemoryDeliveryQueue;
 use shared::writeback::runner::WriteBackRunner;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const ADMIN: &str = "lead:douyin:admin";
 const EDIT: &str = "lead:douyin:leads:edit";
@@ -63,17 +60,14 @@ async fn world(extra: &[(&str, &str)]) -> World {
 impl World {
     async fn call(&self, scopes: &[&str], method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let token = self.jwt.mint(self.tenant.as_str(), scopes, Duration::hours(1));
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("/api/v1/lead/douyin{path}"))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status().as_u16();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        app::call(
+            &self.router,
+            &token,
+            method,
+            &format!("/api/v1/lead/douyin{path}"),
+            body,
+        )
+        .await
     }
 
     async fn synced(&self, source: SimSource) -> (Connection, String, Vec<StoredLead>) {

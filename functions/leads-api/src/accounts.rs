@@ -35,6 +35,18 @@ pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result
     Ok(ok(rows))
 }
 
+/// The caller's connection of that id; another tenant's, or a malformed id, is not found.
+async fn owned(api: &crate::LeadsApi, identity: &Identity, id: String) -> Result<shared::domain::Connection, ApiError> {
+    if !plausible_id(&id, "c_") {
+        return Err(connection_not_found());
+    }
+    api.connections
+        .get(&identity.tenant, &ConnectionId::from_stored(id))
+        .await
+        .map_err(|e| internal("get connection", &e))?
+        .ok_or_else(connection_not_found)
+}
+
 /// `DELETE /accounts/{connectionId}`: no more syncs, the token secret scheduled for deletion,
 /// the account's claim released (another tenant may connect it now), the leads kept.
 /// Disconnecting twice is fine.
@@ -44,16 +56,8 @@ pub(crate) async fn disconnect(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     identity.require(SCOPE_DISCONNECT)?;
-    if !plausible_id(&id, "c_") {
-        return Err(connection_not_found());
-    }
-    let id = ConnectionId::from_stored(id);
-    let connection = api
-        .connections
-        .get(&identity.tenant, &id)
-        .await
-        .map_err(|e| internal("get connection", &e))?
-        .ok_or_else(connection_not_found)?;
+    let connection = owned(&api, &identity, id).await?;
+    let id = connection.id.clone();
     let disabled = api
         .ledger
         .disable(&identity.tenant, &id, api.clock.now())
@@ -110,16 +114,8 @@ pub(crate) async fn patch_account(
 ) -> Result<Response, ApiError> {
     identity.require(crate::register::SCOPE_ADMIN)?;
     let patch: PatchAccount = crate::json_body(&body)?;
-    if !plausible_id(&id, "c_") {
-        return Err(connection_not_found());
-    }
-    let id = ConnectionId::from_stored(id);
-    let connection = api
-        .connections
-        .get(&identity.tenant, &id)
-        .await
-        .map_err(|e| internal("get connection", &e))?
-        .ok_or_else(connection_not_found)?;
+    let connection = owned(&api, &identity, id).await?;
+    let id = connection.id.clone();
     if patch.write_back && write_back_sources(&api, connection.provider).is_empty() {
         let why = match connection.provider {
             shared::domain::Provider::Feiyu => {

@@ -55,7 +55,8 @@ pub enum Step {
     DigestSent,
 }
 
-fn jitter() -> f64 {
+/// A number in [0, 1] for spreading retries.
+pub(crate) fn jitter() -> f64 {
     let mut b = [0u8; 2];
     getrandom::fill(&mut b).map_or(0.5, |_| u16::from_le_bytes(b) as f64 / u16::MAX as f64)
 }

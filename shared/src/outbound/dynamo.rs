@@ -461,40 +461,20 @@ impl DeliveryStore for DynamoDeliveryStore {
     }
 
     async fn drop_digest_lines(&self, hook_id: &str, delivery_ids: &[String]) -> Result<(), StoreError> {
-        for chunk in delivery_ids.chunks(25) {
-            let mut requests: Vec<aws_sdk_dynamodb::types::WriteRequest> = chunk
-                .iter()
-                .map(|id| {
-                    aws_sdk_dynamodb::types::WriteRequest::builder()
-                        .delete_request(
-                            aws_sdk_dynamodb::types::DeleteRequest::builder()
-                                .set_key(Some(Self::hook_key(hook_id, format!("DIGQ#{id}"))))
-                                .build()
-                                .expect("key is set"),
-                        )
-                        .build()
-                })
-                .collect();
-            // Unprocessed deletes are sent again until none is left.
-            for attempt in 0..8 {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("drop digest lines", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-            }
-        }
-        Ok(())
+        let requests = delivery_ids
+            .iter()
+            .map(|id| {
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .delete_request(
+                        aws_sdk_dynamodb::types::DeleteRequest::builder()
+                            .set_key(Some(Self::hook_key(hook_id, format!("DIGQ#{id}"))))
+                            .build()
+                            .expect("key is set"),
+                    )
+                    .build()
+            })
+            .collect();
+        crate::store::attr::batch_write(&self.client, &self.table, requests, "drop digest lines").await
     }
 
     async fn schedule_digest(&self, hook_id: &str, window: i64) -> Result<bool, StoreError> {

@@ -104,6 +104,42 @@ pub fn is_condition_failed<R>(
         .is_some_and(|se| se.is_conditional_check_failed_exception())
 }
 
+/// BatchWriteItem in chunks of 25, unprocessed requests sent again with backoff; an error when
+/// some stay unprocessed (throttled) after 8 tries, so nothing is silently left unwritten.
+pub async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    all: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 8;
+    // BatchWriteItem takes at most 25 requests (moto accepts more; AWS does not).
+    for chunk in all.chunks(25) {
+        let mut requests = chunk.to_vec();
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|e| sdk_error(operation, e))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                attempt += 1;
+                if attempt >= ATTEMPTS {
+                    return Err(StoreError::new(operation, "items stayed unprocessed (throttled)"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25u64 << attempt.min(6))).await;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// JSON to a DynamoDB value: objects become maps, arrays lists; numbers keep their text.
 pub fn from_json(value: &Value) -> AttributeValue {
     match value {

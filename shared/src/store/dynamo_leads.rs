@@ -39,8 +39,6 @@ pub const CREATED_INDEX: &str = "byCreatedAt";
 const QUERY_PAGE: usize = 1000;
 /// BatchGetItem takes at most 100 keys.
 const READ_BATCH: usize = 100;
-/// BatchWriteItem takes at most 25 requests (moto accepts more; AWS does not).
-const WRITE_BATCH: usize = 25;
 /// Unprocessed items are retried this many times with backoff before the batch counts as failed.
 const UNPROCESSED_ATTEMPTS: u32 = 8;
 
@@ -414,36 +412,8 @@ impl DynamoLeadStore {
         self.write_batch(requests).await
     }
 
-    /// BatchWriteItem in chunks of 25, unprocessed requests retried with backoff.
     async fn write_batch(&self, all: Vec<WriteRequest>) -> Result<(), StoreError> {
-        for chunk in all.chunks(WRITE_BATCH) {
-            let mut requests: Vec<WriteRequest> = chunk.to_vec();
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("batch write leads", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    attempt += 1;
-                    if attempt >= UNPROCESSED_ATTEMPTS {
-                        return Err(StoreError::new(
-                            "batch write leads",
-                            "items stayed unprocessed (throttled)",
-                        ));
-                    }
-                    backoff(attempt).await;
-                }
-            }
-        }
-        Ok(())
+        crate::store::attr::batch_write(&self.client, &self.table, all, "batch write leads").await
     }
 
     /// Replaces a lead's platform fields. When that moves the lead in the read model (its phone

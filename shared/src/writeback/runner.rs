@@ -10,6 +10,7 @@ use crate::domain::TenantId;
 use crate::events::{LEAD_STATUS_CHANGED, OutboundEvent};
 use crate::lead::{LeadId, LeadSource, StoredLead};
 use crate::outbound::DeliveryRules;
+use crate::outbound::deliver::jitter;
 use crate::outbound::queue::{DeliveryMessage, DeliveryQueue};
 use crate::platform::ErrorKind;
 use crate::store::{ConnectionStore, LeadStore, StoreError, SyncLedger, TokenVault};
@@ -61,11 +62,6 @@ pub fn requests(config: &WriteBackConfig, events: &[OutboundEvent]) -> Vec<Deliv
             })
         })
         .collect()
-}
-
-fn jitter() -> f64 {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).map_or(0.5, |_| u16::from_le_bytes(b) as f64 / u16::MAX as f64)
 }
 
 impl WriteBackRunner {
