@@ -139,7 +139,7 @@ async fn main() {
     let fanned_out = producer.await.expect("producer") - started;
     let total = started.elapsed().as_secs_f64();
     let received = receiver.received();
-    let produced = produced_at.lock().unwrap();
+    let produced = std::mem::take(&mut *produced_at.lock().unwrap());
     let mut latencies: Vec<f64> = received
         .iter()
         .filter_map(|r| {
