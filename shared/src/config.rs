@@ -19,6 +19,7 @@ pub struct Config {
     pub function: FunctionConfig,
     pub outbound: OutboundConfig,
     pub writeback: crate::writeback::WriteBackConfig,
+    pub spend: crate::spend::sync::SpendConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
 }
@@ -379,6 +380,12 @@ impl Config {
                 lead_link_template: r.optional("BOT_LEAD_LINK_TEMPLATE"),
             },
             writeback: r.writeback(),
+            spend: crate::spend::sync::SpendConfig {
+                levels: r.spend_levels("SPEND_LEVELS"),
+                repull_days: r.int("SPEND_REPULL_DAYS", 7, 1..=30) as i64,
+                backfill_days: r.int("SPEND_BACKFILL_DAYS", 30, 1..=365) as i64,
+                table: r.name("SPEND_TABLE", "douyin-leads-spend"),
+            },
             tenant_claim: r.name("TENANT_CLAIM", "sub"),
         };
         if let Some(timeout) = config.function.timeout {
@@ -500,6 +507,28 @@ impl Reader<'_> {
                 .collect();
         }
         c
+    }
+
+    /// Which Ocean Engine reports spend is pulled from: `ad`, `promotion`, `local_promotion`
+    /// (all three by default), or `none`.
+    fn spend_levels(&mut self, name: &str) -> Vec<crate::spend::SpendLevel> {
+        let raw = self
+            .optional(name)
+            .unwrap_or_else(|| "ad,promotion,local_promotion".to_owned());
+        if raw == "none" {
+            return Vec::new();
+        }
+        let mut levels = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match crate::spend::SpendLevel::parse(entry) {
+                Some(level) if !levels.contains(&level) => levels.push(level),
+                Some(_) => {}
+                None => self.problems.push(format!(
+                    "{name} entries must be ad, promotion or local_promotion (or the whole value none), got {entry:?}"
+                )),
+            }
+        }
+        levels
     }
 
     fn flag(&mut self, name: &str, default: bool) -> bool {

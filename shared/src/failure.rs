@@ -81,6 +81,15 @@ impl Failure {
         Self::new("WINDOW_INCOMPLETE", format!("{source}: {held}"))
     }
 
+    /// The spend reports failed; the leads are not affected.
+    pub fn spend(e: &PlatformError) -> Self {
+        Self::new("PLATFORM_ERROR", format!("spend reports: {}", e.public_message()))
+    }
+
+    pub fn spend_unusable() -> Self {
+        Self::new("SOURCE_UNUSABLE", "spend reports: the connection has no access token")
+    }
+
     /// A source failed for a reason that is not ours to retry at once.
     pub fn source(source: LeadSource, e: &SourceError) -> Self {
         match e {

@@ -21,6 +21,7 @@ pub mod platform;
 pub mod read_model;
 pub mod secret;
 pub mod sources;
+pub mod spend;
 pub mod store;
 pub mod sync;
 pub mod task;

@@ -99,6 +99,9 @@ pub struct SyncTask {
     pub status: TaskStatus,
     #[serde(default)]
     pub sources: BTreeMap<LeadSource, SourceCounts>,
+    /// Ocean Engine connections: what the spend pull read and wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<crate::spend::sync::SpendCounts>,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
@@ -132,6 +135,7 @@ impl SyncTask {
             strategy,
             status: TaskStatus::Pending,
             sources: BTreeMap::new(),
+            spend: None,
             created_at: now,
             started_at: None,
             finished_at: None,

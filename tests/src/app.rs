@@ -70,6 +70,7 @@ pub struct StoreSet {
     pub audit: Arc<dyn AuditLog>,
     pub export_jobs: Arc<dyn ExportJobs>,
     pub export_sink: Arc<dyn ExportSink>,
+    pub spend: Arc<dyn shared::spend::store::SpendStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub delivery_queue: Arc<dyn DeliveryQueue>,
     /// The in-process queue, when deliveries are not on SQS: the local run pumps it.
@@ -174,6 +175,7 @@ impl StoreSet {
             audit,
             export_jobs,
             export_sink,
+            spend: sync.spend,
             deliveries: outbound.deliveries,
             delivery_queue: outbound.queue,
             memory_queue: outbound.memory_queue,
@@ -238,6 +240,7 @@ impl StoreSet {
             tasks: self.tasks.clone(),
             vault: self.vault.clone(),
             credentials: self.credentials.clone(),
+            spend: self.spend.clone(),
         }
     }
 }

@@ -149,12 +149,14 @@ pub struct Tables {
     pub leads: String,
     pub sync_tasks: String,
     pub webhooks: String,
+    pub spend: String,
 }
 
 impl Tables {
     /// The table variables for `shared::Config`.
-    pub fn env(&self) -> [(String, String); 5] {
+    pub fn env(&self) -> [(String, String); 6] {
         [
+            ("SPEND_TABLE".into(), self.spend.clone()),
             ("WEBHOOKS_TABLE".into(), self.webhooks.clone()),
             ("CONNECTIONS_TABLE".into(), self.connections.clone()),
             ("OAUTH_STATES_TABLE".into(), self.oauth_states.clone()),
@@ -176,12 +178,14 @@ pub async fn create_tables_with(ddb: &aws_sdk_dynamodb::Client, streams: bool) -
         leads: unique("leads"),
         sync_tasks: unique("sync-tasks"),
         webhooks: unique("webhooks"),
+        spend: unique("spend"),
     };
     create_table(ddb, "ConnectionsTable", &tables.connections, streams).await;
     create_table(ddb, "OAuthStatesTable", &tables.oauth_states, streams).await;
     create_table(ddb, "LeadsTable", &tables.leads, streams).await;
     create_table(ddb, "SyncTasksTable", &tables.sync_tasks, streams).await;
     create_table(ddb, "WebhooksTable", &tables.webhooks, false).await;
+    create_table(ddb, "SpendTable", &tables.spend, false).await;
     tables
 }
 

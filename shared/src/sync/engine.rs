@@ -32,6 +32,8 @@ pub struct SyncEngine {
     pub(super) catalog: super::catalog::SourceCatalog,
     pub(super) tokens: TokenKeeper,
     pub(super) limits: PlatformLimits,
+    /// Ocean Engine connections also pull their spend reports.
+    pub(super) spend: crate::spend::sync::SpendSync,
     pub(super) clock: Arc<dyn Clock>,
     /// Where pending grants keep their tokens, and how long they wait: the tick's sweep.
     pub(super) pending: (String, Duration),
@@ -363,6 +365,15 @@ impl SyncEngine {
                     if stop {
                         break;
                     }
+                }
+                let reauth = ends.iter().any(|e| matches!(e, SourceEnd::ReauthRequired(_)));
+                if connection.provider == crate::domain::Provider::OceanEngine
+                    && !self.spend.config.levels.is_empty()
+                    && !reauth
+                {
+                    let mut counts = crate::spend::sync::SpendCounts::default();
+                    ends.push(self.run_spend(&run, &mut counts).await?);
+                    task.spend = Some(counts);
                 }
                 ends
             }
@@ -910,6 +921,29 @@ impl SyncEngine {
                     }
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// The connection's spend reports, within the same rate limits and deadline as its leads.
+    async fn run_spend(
+        &self,
+        run: &Run<'_>,
+        counts: &mut crate::spend::sync::SpendCounts,
+    ) -> Result<SourceEnd, StoreError> {
+        if self.out_of_time(run.deadline) {
+            return Ok(SourceEnd::OutOfTime);
+        }
+        let Some(token) = run.tokens.lock().await.as_ref().map(|t| t.access_token.clone()) else {
+            return Ok(SourceEnd::Failed(Failure::spend_unusable()));
+        };
+        let buckets = [&self.limits.oceanengine, &run.bucket];
+        match self.spend.run(run.connection, &token, run.now, buckets, counts).await {
+            Ok(()) => Ok(SourceEnd::Done),
+            Err(crate::spend::sync::SpendError::Store(e)) => Err(e),
+            Err(crate::spend::sync::SpendError::Platform(e)) => {
+                tracing::warn!(connection = %run.connection.id, error = %e, "the spend pull failed");
+                Ok(SourceEnd::Failed(Failure::spend(&e)))
             }
         }
     }

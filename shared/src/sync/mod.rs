@@ -33,6 +33,8 @@ pub struct SyncStores {
     pub tasks: Arc<dyn TaskStore>,
     pub vault: Arc<dyn TokenVault>,
     pub credentials: Arc<dyn AppCredentialsSource>,
+    /// Ocean Engine spend rows (cost per lead).
+    pub spend: Arc<dyn crate::spend::store::SpendStore>,
 }
 
 /// One connection to sync: the SQS message body and the `SyncRequested` event detail.
@@ -122,6 +124,15 @@ impl SyncEngine {
                 oceanengine: rate_limit::TokenBucket::new(sync.oceanengine_qps),
                 feiyu: rate_limit::TokenBucket::new(sync.feiyu_qps),
             },
+            spend: crate::spend::sync::SpendSync {
+                reports: crate::spend::reports::ReportClient {
+                    http: http.clone(),
+                    base: config.oceanengine.api_base_url.clone(),
+                    codes: config.oceanengine.codes.clone(),
+                },
+                store: stores.spend.clone(),
+                config: config.spend.clone(),
+            },
             margin: config.http.worst_call() + sync.store_budget,
             config: sync.clone(),
             stores,
@@ -177,6 +188,10 @@ impl SyncStores {
                 aws.secrets.clone(),
                 &config.secrets.app_credentials,
             )),
+            spend: Arc::new(crate::spend::store::DynamoSpendStore::new(
+                aws.dynamodb.clone(),
+                &config.spend.table,
+            )),
         }
     }
 }
@@ -194,6 +209,7 @@ impl SyncStores {
             tasks: Arc::new(crate::store::memory_leads::MemoryTaskStore::default()),
             vault: vault.clone(),
             credentials: vault,
+            spend: Arc::new(crate::spend::store::MemorySpendStore::default()),
         }
     }
 }

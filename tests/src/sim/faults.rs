@@ -48,6 +48,8 @@ pub struct Faults {
     pub adversary: Option<super::adversary::Adversary>,
     /// 来客: this lead's remark is this many bytes long (an item over DynamoDB's limit).
     pub bloated: Option<(String, usize)>,
+    /// Report rows count this many more conversions (a re-attribution).
+    pub reattributed: i64,
 }
 
 fn is_consent_page(path: &str) -> bool {

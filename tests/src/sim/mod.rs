@@ -16,6 +16,7 @@ mod leads;
 mod oceanengine;
 mod oe_leads;
 mod params;
+pub mod reports;
 pub mod writeback;
 
 pub use faults::Fault;
@@ -193,6 +194,7 @@ impl SimHandle {
             .merge(feiyu::routes())
             .merge(fans::routes())
             .merge(writeback::routes())
+            .merge(reports::routes())
             .layer(axum::middleware::from_fn_with_state(state.clone(), faults::apply))
             .with_state(state)
     }

@@ -135,8 +135,10 @@ async fn clue_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: Head
     let rows = page_rows(&state, &q, |l| {
         json!({
             "clue_id": l.clue_id, "advertiser_id": q.account, "advertiser_name": "XX教育",
-            "ad_id": "1730000000000000", "ad_name": "计划A", "creative_id": "1730000000000001",
-            "promotion_id": num(&state, 0), "project_id": "", "module_id": "1667193548958733", "module_name": "表单1",
+            "ad_id": super::reports::clue_ad(l).map_or(json!(0), |a| json!(a)), "ad_name": "计划A", "creative_id": "1730000000000001",
+            "promotion_id": super::reports::clue_promotion(l).map_or(json!(0), |p| json!(p)),
+            "project_id": super::reports::clue_promotion(l).map_or(String::new(), |_| super::reports::PROJECT.to_owned()),
+            "module_id": "1667193548958733", "module_name": "表单1",
             "clue_type": num(&state, 0), "clue_source": num(&state, 1),
             "create_time": date_bj(l.create_time), "create_time_detail": format_bj(l.create_time),
             "name": l.name, "telephone": l.phone, "gender": num(&state, 2), "age": num(&state, 0),
@@ -172,7 +174,8 @@ async fn life_get(State(state): State<S>, RawQuery(raw): RawQuery, headers: Head
     let rows = page_rows(&state, &q, |l| {
         json!({
             "clue_id": l.clue_id, "local_account_id": q.account, "advertiser_name": "XX美业-本地推",
-            "promotion_id": 7381234567000000000u64, "promotion_name": "门店引流-0601",
+            "promotion_id": super::reports::life_promotion(l), "promotion_name": "门店引流-0601",
+            "project_id": super::reports::PROJECT,
             "create_time_detail": format_bj(l.create_time), "modify_time": format_bj(l.modify_time),
             "name": l.name, "telephone": l.phone, "gender": "MALE", "age": num(&state, 0),
             "province_name": "浙江省", "city_name": "杭州市", "county_name": "西湖区", "remark": "", "remark_dict": "{}",
