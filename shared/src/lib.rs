@@ -1,6 +1,7 @@
 //! The crate every douyin-leads function shares: configuration, domain types, platform clients,
 //! storage ports and adapters, and the HTTP conventions.
 
+pub mod analytics;
 pub mod aws;
 pub mod clock;
 pub mod config;

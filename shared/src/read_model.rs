@@ -175,6 +175,27 @@ pub struct IndexView {
     pub phone: Option<String>,
     pub sort_key: String,
     pub day: NaiveDate,
+    /// Which ad the lead came from, for cost per lead ([`attribution_cell`]).
+    pub cell: String,
+}
+
+/// Where a lead counts for cost per lead: `<connection>|<source>|<campaign>|<ad>|<promotion>`,
+/// `-` for what it lacks. Its day's counter per status is kept beside the partition counters
+/// (`A|<day>|<cell>|<status>`), so a date range of them is one key range.
+pub fn attribution_cell(connection: &ConnectionId, source: LeadSource, fields: &crate::lead::LeadFields) -> String {
+    let part = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
+    format!(
+        "{connection}|{}|{}|{}|{}",
+        source.as_str(),
+        part(&fields.campaign_id),
+        part(&fields.ad_id),
+        part(&fields.promotion_id)
+    )
+}
+
+/// The analytics counter key of a cell's leads of one status on one day.
+pub fn analytics_key(day: NaiveDate, cell: &str, status: LeadStatus) -> String {
+    format!("A|{}|{cell}|{}", day.format("%Y-%m-%d"), status.as_str())
 }
 
 impl IndexView {
@@ -187,6 +208,7 @@ impl IndexView {
             phone: lead.fields.phone.clone(),
             sort_key: sort_key(at, &lead.lead_id),
             day: day_of(at),
+            cell: attribution_cell(&lead.connection_id, lead.source, &lead.fields),
         }
     }
 
@@ -201,6 +223,7 @@ impl IndexView {
             phone: lead.fields.phone.clone(),
             sort_key: sort_key(at, &lead.lead_id),
             day: day_of(at),
+            cell: attribution_cell(&lead.connection_id, lead.source, &lead.fields),
         }
     }
 
@@ -243,6 +266,8 @@ pub fn counter_deltas(before: Option<&IndexView>, after: Option<&IndexView>) -> 
             for p in view.partitions().into_iter().filter(Partition::counted) {
                 *deltas.entry((p.key(), view.day)).or_insert(0) += sign;
             }
+            let cell = analytics_key(view.day, &view.cell, view.status);
+            *deltas.entry((cell, view.day)).or_insert(0) += sign;
         }
     }
     deltas.retain(|_, d| *d != 0);
@@ -352,16 +377,21 @@ mod tests {
             phone: Some("13800138000".into()),
             sort_key: "x".into(),
             day: date((2025, 6, 1)),
+            cell: "c_1|laike|-|-|738".into(),
         };
         let created = counter_deltas(None, Some(&view));
-        assert_eq!(created.len(), 8);
+        assert_eq!(created.len(), 9, "8 partitions and the lead's analytics cell");
         assert!(created.values().all(|d| *d == 1));
         let moved = IndexView {
             status: LeadStatus::Contacted,
             ..view.clone()
         };
         let deltas = counter_deltas(Some(&view), Some(&moved));
-        assert_eq!(deltas.len(), 8, "{deltas:?}");
+        assert_eq!(deltas.len(), 10, "{deltas:?}");
+        assert_eq!(
+            deltas.get(&("A|2025-06-01|c_1|laike|-|-|738|CONTACTED".into(), view.day)),
+            Some(&1)
+        );
         assert_eq!(deltas.get(&("S=CONTACTED".into(), view.day)), Some(&1));
         assert_eq!(deltas.get(&("S=NEW".into(), view.day)), Some(&-1));
         assert!(!deltas.contains_key(&("A".into(), view.day)));

@@ -277,6 +277,7 @@ pub fn routes(
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         read: config.read.clone(),
         clock: clock.clone(),
+        spend: stores.spend.clone(),
         writeback: config.writeback.clone(),
         webhooks: Some(leads_api::webhooks::WebhookPorts {
             deliverer: Arc::new(stores.deliverer(config, clock.clone())),

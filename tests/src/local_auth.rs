@@ -20,6 +20,7 @@ pub const ALL_SCOPES: &[&str] = &[
     "lead:douyin:fans:sync",
     "lead:douyin:admin",
     "lead:douyin:accounts:delete",
+    "lead:douyin:analytics:view",
 ];
 
 #[derive(Clone)]

@@ -61,6 +61,7 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
         task_ttl: Duration::days(30),
         read: h.config.read.clone(),
         clock: Arc::new(SystemClock),
+        spend: h.stores.spend.clone(),
         writeback: h.config.writeback.clone(),
         webhooks: None,
     };

@@ -680,6 +680,14 @@ impl shared::store::LeadStore for ThrottledLeads {
     ) -> Result<StoredLead, shared::store::LeadUpdateError> {
         self.inner.update_operator_fields(t, id, change).await
     }
+    async fn analytics_counters(
+        &self,
+        t: &TenantId,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<Vec<(String, i64)>, shared::store::StoreError> {
+        self.inner.analytics_counters(t, first, last).await
+    }
     async fn record_write_back(
         &self,
         t: &TenantId,

@@ -4,6 +4,7 @@
 //! is simply not found. This module only routes; each resource has its own.
 
 pub mod accounts;
+pub mod analytics;
 pub mod export;
 pub mod exports;
 pub mod history;
@@ -52,6 +53,8 @@ pub struct LeadsApi {
     pub task_ttl: chrono::Duration,
     pub read: ReadConfig,
     pub clock: Arc<dyn Clock>,
+    /// Ocean Engine spend rows (cost per lead).
+    pub spend: Arc<dyn shared::spend::store::SpendStore>,
     /// Which status moves are written back to the platforms, and how.
     pub writeback: shared::writeback::WriteBackConfig,
     /// Outbound subscriptions; `None` answers 503 on their routes.
@@ -81,6 +84,8 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
         .route(&format!("{BASE}/sync/tasks/{{taskId}}"), get(tasks::get_task))
         .route(&format!("{BASE}/fans/sync"), post(tasks::start_sync))
         .route(&format!("{BASE}/accounts"), get(accounts::list_accounts))
+        .route(&format!("{BASE}/analytics/cost"), get(analytics::cost))
+        .route(&format!("{BASE}/analytics/cost.csv"), get(analytics::cost_csv))
         .route(&format!("{BASE}/accounts/feiyu"), post(register::register_feiyu))
         .route(&format!("{BASE}/accounts/laike"), post(register::register_laike))
         .route(

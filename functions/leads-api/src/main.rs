@@ -38,6 +38,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         task_ttl: chrono::Duration::from_std(config.sync.task_ttl).unwrap_or(chrono::Duration::days(30)),
         read: config.read.clone(),
         clock,
+        spend: stores.spend.clone(),
         writeback: config.writeback.clone(),
         webhooks: shared::outbound::deliver::Deliverer::aws(&aws, &config).map(|deliverer| {
             leads_api::webhooks::WebhookPorts {

@@ -115,6 +115,7 @@ async fn app_with(leads_per_tenant: i64, extra_env: &[(&str, String)]) -> App {
         task_ttl: Duration::days(30),
         read: config.read.clone(),
         clock: Arc::new(SystemClock),
+        spend: Arc::new(shared::spend::store::MemorySpendStore::default()),
         writeback: shared::writeback::WriteBackConfig::defaults(),
         webhooks: None,
     };

@@ -432,6 +432,7 @@ impl DynamoLeadStore {
             phone: lead.fields.phone.clone(),
             sort_key: sort_key(at, &lead.lead_id),
             day: crate::read_model::day_of(at),
+            cell: crate::read_model::attribution_cell(&before.connection_id, before.source, &lead.fields),
             ..before.clone()
         };
         let mut values: Item = Item::from([
@@ -714,11 +715,14 @@ impl DynamoLeadStore {
                 let fields = decode_fields(&item)?;
                 let status = get_s(&item, "status")?;
                 let acquired_at = get_time(&item, "acquiredAt")?;
+                let source = get_source(&item)?;
+                let connection_id = ConnectionId::from_stored(get_s(&item, "connectionId")?);
                 let view = IndexView {
                     status: LeadStatus::parse(&status)
                         .ok_or_else(|| StoreError::new("decode lead", format!("unknown status {status}")))?,
-                    source: get_source(&item)?,
-                    connection_id: ConnectionId::from_stored(get_s(&item, "connectionId")?),
+                    cell: crate::read_model::attribution_cell(&connection_id, source, &fields),
+                    source,
+                    connection_id,
                     phone: fields.phone.clone(),
                     sort_key: get_s(&item, "createdKey")?,
                     day: crate::read_model::day_of(fields.created_at.unwrap_or(acquired_at)),
@@ -1043,6 +1047,43 @@ impl LeadStore for DynamoLeadStore {
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn analytics_counters(
+        &self,
+        tenant: &TenantId,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":lo", s(format!("COUNT#A|{}", day_key(first))))
+                .expression_attribute_values(":hi", s(format!("COUNT#A|{}|~", day_key(last))))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("read analytics counters", e))?;
+            for item in out.items() {
+                let sk = get_s(item, "sk")?;
+                // COUNT#<key>#<day>: the key holds no '#'.
+                let key = sk
+                    .trim_start_matches("COUNT#")
+                    .rsplit_once('#')
+                    .map_or(sk.as_str(), |(k, _)| k);
+                found.push((key.to_owned(), get_n(item, "n").unwrap_or(0)));
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(found),
             }
         }
     }

@@ -290,6 +290,21 @@ impl LeadStore for MemoryLeadStore {
         Ok(sum.max(0) as u64)
     }
 
+    async fn analytics_counters(
+        &self,
+        tenant: &TenantId,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let lo = format!("A|{}", crate::read_model::day_key(first));
+        let hi = format!("A|{}|~", crate::read_model::day_key(last));
+        Ok(lock(&self.counters)
+            .iter()
+            .filter(|((t, key, _), _)| t == tenant && key.as_str() >= lo.as_str() && key.as_str() <= hi.as_str())
+            .map(|((_, key, _), n)| (key.clone(), *n))
+            .collect())
+    }
+
     async fn history(
         &self,
         tenant: &TenantId,

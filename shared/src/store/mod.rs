@@ -354,6 +354,14 @@ pub trait LeadStore: Send + Sync {
         change: &OperatorChange,
     ) -> Result<StoredLead, LeadUpdateError>;
 
+    /// The cost-per-lead counters of `[first, last]`: (analytics key, leads), one Query range.
+    async fn analytics_counters(
+        &self,
+        tenant: &TenantId,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// Keeps the outcome of a status write-back on the lead. The lead's version, status and
     /// content stay as they are, so the change emits no event.
     async fn record_write_back(

@@ -372,7 +372,12 @@ impl SyncEngine {
                     && !reauth
                 {
                     let mut counts = crate::spend::sync::SpendCounts::default();
-                    ends.push(self.run_spend(&run, &mut counts).await?);
+                    // A spend failure makes the run partial; a spend success never hides failed
+                    // lead sources (the failure streak counts lead runs).
+                    let end = self.run_spend(&run, &mut counts).await?;
+                    if !matches!(end, SourceEnd::Done) {
+                        ends.push(end);
+                    }
                     task.spend = Some(counts);
                 }
                 ends
