@@ -177,7 +177,30 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         "a BOM, the header and 150 rows"
     );
 
-    // 8. A webhook on the local run's own receiver: a status move arrives there, signed.
+    // 8. Cost per lead of the demo Ocean Engine account: its spend was pulled with its leads.
+    let today = shared::spend::sync::beijing_day(chrono::Utc::now());
+    let cost = get_json(
+        &http,
+        format!(
+            "{base}/api/v1/lead/douyin/analytics/cost?startDate={}&endDate={today}&groupBy=source",
+            today - chrono::Duration::days(29)
+        ),
+        &token,
+    )
+    .await;
+    let clue = cost["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "oceanengine_clue")
+        .cloned()
+        .unwrap_or_else(|| panic!("a cost row for the demo ad leads: {cost}"));
+    assert!(
+        clue["spend"].as_str().unwrap() != "0.00" && clue["costPerLead"].is_string(),
+        "{clue}"
+    );
+
+    // 9. A webhook on the local run's own receiver: a status move arrives there, signed.
     let hook: Value = http
         .post(format!("{base}/api/v1/lead/douyin/webhooks"))
         .bearer_auth(&token)
