@@ -36,6 +36,10 @@ const ALL: &[&str] = &[
     "lead:douyin:leads:phone",
 ];
 const VIEW: &[&str] = &["lead:douyin:leads:view"];
+const ANALYTICS: &[&str] = &["lead:douyin:analytics:view"];
+/// Cost per lead: ads with daily spend, and the days of spend.
+const SPEND_ADS: usize = 1_000;
+const SPEND_DAYS: i64 = 90;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -264,6 +268,58 @@ impl Bench {
             calls,
         )
         .await;
+        let last = newest().with_timezone(&shared::sources::beijing()).date_naive();
+        let first = last - Duration::days(SPEND_DAYS - 1);
+        for group_by in ["ad", "day"] {
+            self.measure(
+                &format!("cost 90 d x 1000 ads, by {group_by}"),
+                tenant,
+                ANALYTICS,
+                &format!("/analytics/cost?startDate={first}&endDate={last}&groupBy={group_by}"),
+                calls.min(10),
+            )
+            .await;
+        }
+    }
+
+    /// 90 days of spend for 1,000 ads (the ads the leads carry), one row per ad and day.
+    async fn seed_spend(&self, tenant: &TenantId) {
+        let last = newest().with_timezone(&shared::sources::beijing()).date_naive();
+        let started = Instant::now();
+        let rows: Vec<shared::spend::SpendRow> = (0..SPEND_DAYS)
+            .flat_map(|d| {
+                (0..SPEND_ADS).map(move |a| shared::spend::SpendRow {
+                    level: shared::spend::SpendLevel::Ad,
+                    entity_id: format!("{}", 1_780_000_000_000_000_000u64 + a as u64),
+                    day: last - Duration::days(d),
+                    name: Some(format!("计划{a}")),
+                    parent_id: Some("1720000000000000".into()),
+                    spend_fen: 1_000 + (a as i64 * 37 + d * 11) % 50_000,
+                    shows: 500,
+                    clicks: 20,
+                    conversions: 1,
+                    provisional: false,
+                })
+            })
+            .collect();
+        let connection = ConnectionId::from_stored("c_bench0");
+        futures_util::stream::iter(rows.chunks(1_000))
+            .for_each_concurrent(self.concurrency, |chunk| {
+                let connection = connection.clone();
+                async move {
+                    self.stores
+                        .spend
+                        .put_rows(tenant, &connection, chunk)
+                        .await
+                        .expect("seed spend");
+                }
+            })
+            .await;
+        println!(
+            "spend: {} rows ({SPEND_DAYS} days x {SPEND_ADS} ads) in {:.0} s",
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
 
     async fn export(&self, tenant: &TenantId) {
@@ -339,6 +395,7 @@ async fn main() {
     sizes.push(target);
     // The leads are numbered newest first over the target's 365 days; each step seeds the next
     // stretch, so the curve's sizes are the same tenant growing.
+    bench.seed_spend(&tenant).await;
     let mut seeded = 0;
     for size in sizes {
         let started = Instant::now();

@@ -72,6 +72,8 @@ async fn main() {
         ("OCEANENGINE_QPS", "10"),
         ("CONNECTION_QPS", "10"),
         ("HTTP_TIMEOUT_MS", "5000"),
+        // The lead sync alone; `scripts/bench cost` measures the spend pull.
+        ("SPEND_LEVELS", "none"),
     ];
     let h = if on_moto {
         SyncHarness::on_moto(&settings).await

@@ -50,6 +50,8 @@ pub struct Faults {
     pub bloated: Option<(String, usize)>,
     /// Report rows count this many more conversions (a re-attribution).
     pub reattributed: i64,
+    /// 本地推 reports: this many promotions spend every day, leads or not (benchmarks).
+    pub dense_promotions: Option<u64>,
 }
 
 fn is_consent_page(path: &str) -> bool {

@@ -98,6 +98,25 @@ pub fn figures(
         .collect()
 }
 
+/// `n` promotions spending every day of the span (no leads needed).
+fn dense_figures(n: u64, (from, to): (NaiveDate, NaiveDate)) -> Vec<SimSpend> {
+    let mut out = Vec::new();
+    let mut day = from;
+    while day <= to {
+        for i in 0..n {
+            let entity = (LIFE_PROMOTIONS + 100 + i).to_string();
+            out.push(SimSpend {
+                spend_fen: spend_fen(&entity, day, 1),
+                entity,
+                day,
+                leads: 1,
+            });
+        }
+        day += Duration::days(1);
+    }
+    out
+}
+
 fn query(raw: Option<String>) -> HashMap<String, String> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
@@ -255,11 +274,15 @@ async fn local_report(State(state): State<S>, RawQuery(raw): RawQuery, headers: 
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let rows = figures(
-        &leads_of(&state, SimSource::OceanEngineLife, &a.account),
-        |l| Some(life_promotion(l)),
-        a.span,
-    );
+    let dense = lock(&state.faults).dense_promotions;
+    let rows = match dense {
+        Some(n) => dense_figures(n, a.span),
+        None => figures(
+            &leads_of(&state, SimSource::OceanEngineLife, &a.account),
+            |l| Some(life_promotion(l)),
+            a.span,
+        ),
+    };
     let extra = bonus(&state);
     let list: Vec<Value> = rows
         .iter()
@@ -279,6 +302,11 @@ async fn local_report(State(state): State<S>, RawQuery(raw): RawQuery, headers: 
 }
 
 impl super::SimHandle {
+    /// 本地推 reports show `n` promotions spending every day (a large account, for benchmarks).
+    pub fn dense_promotions(&self, n: u64) {
+        lock(&self.0.faults).dense_promotions = Some(n);
+    }
+
     /// The platform re-attributes conversions: every report row counts `extra` more from now on.
     pub fn reattribute(&self, extra: i64) {
         lock(&self.0.faults).reattributed = extra;
