@@ -748,3 +748,72 @@ pub async fn lead_queries(store: &dyn LeadStore) {
         "tenants apart"
     );
 }
+
+/// The spend store: rows of two months round-trip to the fen, a range returns exactly its days,
+/// an unchanged re-put writes nothing, a changed figure writes that row, tenants are apart, a
+/// watermark only moves forward.
+pub async fn spend_store(store: &dyn shared::spend::store::SpendStore) {
+    use chrono::NaiveDate;
+    use shared::spend::{SpendLevel, SpendRow};
+    let tenant = TenantId::new(crate::moto::unique("spend-tenant"));
+    let connection = shared::domain::ConnectionId::from_stored("c_spend");
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, 1).unwrap() + chrono::Duration::days(i64::from(d));
+    let rows: Vec<SpendRow> = (0..40)
+        .map(|d| SpendRow {
+            level: SpendLevel::LocalPromotion,
+            entity_id: format!("738{}", d % 3),
+            day: day(d),
+            name: Some("门店引流".into()),
+            parent_id: Some("7380000000000000001".into()),
+            spend_fen: 15_237 + i64::from(d),
+            shows: 100,
+            clicks: 7,
+            conversions: 2,
+            provisional: d == 39,
+        })
+        .collect();
+    let first = store.put_rows(&tenant, &connection, &rows).await.unwrap();
+    assert_eq!((first.written, first.unchanged), (40, 0));
+    let again = store.put_rows(&tenant, &connection, &rows).await.unwrap();
+    assert_eq!(
+        (again.written, again.unchanged),
+        (0, 40),
+        "an unchanged re-put writes nothing"
+    );
+    let mut changed = rows[35].clone();
+    changed.conversions = 5;
+    let third = store.put_rows(&tenant, &connection, &[changed.clone()]).await.unwrap();
+    assert_eq!((third.written, third.unchanged), (1, 0));
+    let mut got: Vec<SpendRow> = store
+        .rows(&tenant, day(28), day(36))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(c, r)| {
+            assert_eq!(c, connection);
+            r
+        })
+        .collect();
+    got.sort_by_key(|r| r.day);
+    let mut expected: Vec<SpendRow> = rows[28..=36].to_vec();
+    expected[7] = changed;
+    assert_eq!(got, expected, "exactly the range's days, across a month boundary");
+    let other = TenantId::new(crate::moto::unique("spend-other"));
+    assert!(store.rows(&other, day(0), day(40)).await.unwrap().is_empty());
+    assert_eq!(
+        store.watermark(&tenant, &connection, SpendLevel::Ad).await.unwrap(),
+        None
+    );
+    store
+        .advance_watermark(&tenant, &connection, SpendLevel::Ad, day(10))
+        .await
+        .unwrap();
+    store
+        .advance_watermark(&tenant, &connection, SpendLevel::Ad, day(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.watermark(&tenant, &connection, SpendLevel::Ad).await.unwrap(),
+        Some(day(10))
+    );
+}

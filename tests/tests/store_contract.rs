@@ -144,3 +144,19 @@ async fn app_credentials_are_read_once_and_a_failed_read_is_retried() {
     assert_eq!(format!("{:?}", cached), format!("{:?}", first));
     assert!(!format!("{cached:?}").contains("douyin-1"), "Debug hides the secrets");
 }
+
+#[tokio::test]
+async fn embedded_spend_store_meets_the_contract() {
+    contract::spend_store(&shared::spend::store::MemorySpendStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_spend_store_meets_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::spend_store(&shared::spend::store::DynamoSpendStore::new(
+        aws.dynamodb.clone(),
+        tables.spend,
+    ))
+    .await;
+}
