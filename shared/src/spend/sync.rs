@@ -121,6 +121,9 @@ impl SpendSync {
         buckets: [&TokenBucket; 2],
         counts: &mut SpendCounts,
     ) -> Result<(), SpendError> {
+        // A span's pages are stored together: the rows of an entity's month may be spread over
+        // many pages (reports order by day), and its item is then written once, not per page.
+        let mut rows: Vec<SpendRow> = Vec::new();
         let mut page = 1;
         loop {
             for bucket in buckets {
@@ -128,23 +131,20 @@ impl SpendSync {
             }
             let got = self.reports.page(level, token, account, span, page).await?;
             counts.requests += 1;
-            let rows: Vec<SpendRow> = got
-                .rows
-                .into_iter()
-                .map(|mut r| {
-                    r.provisional = r.day >= today;
-                    r
-                })
-                .collect();
-            counts.rows += rows.len() as u64;
-            let written = self.store.put_rows(&connection.tenant, &connection.id, &rows).await?;
-            counts.written += written.written;
-            counts.unchanged += written.unchanged;
+            rows.extend(got.rows.into_iter().map(|mut r| {
+                r.provisional = r.day >= today;
+                r
+            }));
             if page >= got.total_pages {
-                return Ok(());
+                break;
             }
             page += 1;
         }
+        counts.rows += rows.len() as u64;
+        let written = self.store.put_rows(&connection.tenant, &connection.id, &rows).await?;
+        counts.written += written.written;
+        counts.unchanged += written.unchanged;
+        Ok(())
     }
 }
 
