@@ -12,6 +12,7 @@ pub mod events;
 pub mod export;
 pub mod failure;
 pub mod http;
+pub mod import;
 pub mod lead;
 pub mod lead_merge;
 pub mod lead_query;
