@@ -13,7 +13,8 @@ use crate::domain::TenantId;
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::attr::{
-    Item, get_consistent, get_list, get_n, get_opt_s, get_opt_time, get_s, get_time, list, n, s, sdk_error, time,
+    Item, get_consistent, get_list, get_n, get_opt_s, get_opt_time, get_s, get_time, is_condition_failed, list, n, s,
+    sdk_error, time,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -48,14 +49,6 @@ impl DynamoDeliveryStore {
     fn hook_key(hook_id: &str, sk: String) -> Item {
         Self::key(format!("HOOK#{hook_id}"), sk)
     }
-}
-
-fn is_condition<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
-    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> bool {
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 fn encode_subscription(sub: &Subscription) -> Item {
@@ -244,7 +237,7 @@ impl DeliveryStore for DynamoDeliveryStore {
                 .as_ref()
                 .and_then(|a| get_opt_time(a, "failingSince").ok().flatten())
                 .unwrap_or(at)),
-            Err(e) if is_condition(&e) => Ok(at),
+            Err(e) if is_condition_failed(&e) => Ok(at),
             Err(e) => Err(sdk_error("mark subscription failing", e)),
         }
     }
@@ -261,7 +254,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) if is_condition(&e) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
             Err(e) => Err(sdk_error("clear subscription failing", e)),
         }
     }
@@ -283,7 +276,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if is_condition(&e) => Ok(false),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_error("disable subscription", e)),
         }
     }
@@ -299,7 +292,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok((delivery.clone(), true)),
-            Err(e) if is_condition(&e) => {
+            Err(e) if is_condition_failed(&e) => {
                 let existing = self.delivery(&delivery.hook_id, &delivery.delivery_id).await?;
                 Ok((existing.unwrap_or_else(|| delivery.clone()), false))
             }
@@ -329,7 +322,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if is_condition(&e) => Ok(false),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_error("update delivery", e)),
         }
     }
@@ -387,7 +380,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(()),
-            Err(e) if is_condition(&e) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
             Err(e) => Err(sdk_error("advance lane", e)),
         }
     }
@@ -408,7 +401,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if is_condition(&e) => Ok(false),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_error("take rate slot", e)),
         }
     }
@@ -490,7 +483,7 @@ impl DeliveryStore for DynamoDeliveryStore {
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e) if is_condition(&e) => Ok(false),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_error("schedule digest", e)),
         }
     }

@@ -162,44 +162,11 @@ impl DynamoSpendStore {
     async fn stored(&self, keys: Vec<Item>) -> Result<HashMap<String, Item>, StoreError> {
         let mut found = HashMap::new();
         for chunk in keys.chunks(100) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .build()
-                    .map_err(|e| StoreError::new("read spend rows", e))?,
-            );
-            let mut attempt = 0u32;
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("read spend rows", e))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    found.insert(get_s(&item, "sk")?, item);
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() {
-                    attempt += 1;
-                    if attempt >= 8 {
-                        return Err(StoreError::new(
-                            "read spend rows",
-                            "keys stayed unprocessed (throttled)",
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6))).await;
-                }
-            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .build()
+                .map_err(|e| StoreError::new("read spend rows", e))?;
+            crate::store::attr::batch_get(&self.client, &self.table, request, "read spend rows", &mut found).await?;
         }
         Ok(found)
     }

@@ -96,12 +96,14 @@ pub async fn get_consistent(
     Ok(out.item)
 }
 
-/// True when the error is a failed condition, which callers turn into a domain answer.
-pub fn is_condition_failed<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+/// True when the error is a failed condition (of any single-item write), which callers turn into
+/// a domain answer.
+pub fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
 ) -> bool {
     err.as_service_error()
-        .is_some_and(|se| se.is_conditional_check_failed_exception())
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
 /// BatchWriteItem in chunks of 25, unprocessed requests sent again with backoff; an error when
@@ -135,6 +137,43 @@ pub async fn batch_write(
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25u64 << attempt.min(6))).await;
             }
+        }
+    }
+    Ok(())
+}
+
+/// One BatchGetItem request (at most 100 keys) to its end: unprocessed keys are asked for again
+/// with backoff, an error when some stay unprocessed after 8 tries. The items found, by `sk`.
+pub async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    request: aws_sdk_dynamodb::types::KeysAndAttributes,
+    operation: &'static str,
+    found: &mut HashMap<String, Item>,
+) -> Result<(), StoreError> {
+    const ATTEMPTS: u32 = 8;
+    let mut pending = Some(request);
+    let mut attempt = 0;
+    while let Some(request) = pending.take() {
+        let out = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
+            found.insert(get_s(&item, "sk")?, item);
+        }
+        pending = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(table))
+            .filter(|k| !k.keys().is_empty());
+        if pending.is_some() {
+            attempt += 1;
+            if attempt >= ATTEMPTS {
+                return Err(StoreError::new(operation, "keys stayed unprocessed (throttled)"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25u64 << attempt.min(6))).await;
         }
     }
     Ok(())

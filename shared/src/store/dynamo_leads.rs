@@ -356,36 +356,8 @@ impl DynamoLeadStore {
                     }
                 }
             }
-            let mut pending = Some(request.build().map_err(|e| StoreError::new("batch get", e))?);
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("batch get", e))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    found.insert(get_s(&item, "sk")?, item);
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-                if pending.is_some() {
-                    attempt += 1;
-                    if attempt >= UNPROCESSED_ATTEMPTS {
-                        return Err(StoreError::new("batch get", "keys stayed unprocessed (throttled)"));
-                    }
-                    backoff(attempt).await;
-                }
-            }
+            let request = request.build().map_err(|e| StoreError::new("batch get", e))?;
+            crate::store::attr::batch_get(&self.client, &self.table, request, "batch get", &mut found).await?;
         }
         Ok(found)
     }
