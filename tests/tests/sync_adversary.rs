@@ -33,6 +33,7 @@ const REGRESSION_SEEDS: &[(&str, u64)] = &[
     ("laike", 3059164460245315),
     ("laike", 6749263954862619),
     ("laike", 4847042128829368),
+    ("laike", 7421545080372215),
     ("oceanengine_clue", 5456367013375924),
     ("oceanengine_life", 3369039181998361),
     ("oceanengine_life", 6408171424645932),
