@@ -25,7 +25,7 @@ impl TargetPolicy {
 
     /// The URL's own shape: scheme, credentials, port, and a literal address.
     pub fn check_url(&self, raw: &str) -> Result<Url, String> {
-        let url = Url::parse(raw).map_err(|_| "not an absolute URL".to_owned())?;
+        let url = Url::parse(raw).map_err(|e| format!("not a valid absolute URL ({e})"))?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
