@@ -20,6 +20,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub writeback: crate::writeback::WriteBackConfig,
     pub spend: crate::spend::sync::SpendConfig,
+    pub import: ImportConfig,
     /// JWT claim that names the tenant (API Gateway passes claims through).
     pub tenant_claim: String,
 }
@@ -79,6 +80,23 @@ pub struct ReadConfig {
     /// table's name: cursors are then still bound to their filter, but forgeable by whoever
     /// knows the name (which only lets a caller start a page where they like in their own data).
     pub cursor_key: String,
+}
+
+/// File imports: uploaded to the export bucket under `imports/`, run by the lead-import function.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    /// The queue the lead-import function reads (`IMPORT_QUEUE_URL`); without it, no imports.
+    pub queue_url: Option<String>,
+    /// The largest file an import takes (`IMPORT_MAX_MB`, 50).
+    pub max_bytes: u64,
+    /// How long an upload link works (`IMPORT_UPLOAD_URL_TTL_SECS`, 900).
+    pub upload_url_ttl: Duration,
+    /// How long an import and its file are kept (`IMPORT_TTL_DAYS`, 7, like exports: the bucket's
+    /// lifecycle rule must match).
+    pub ttl: Duration,
+    /// Where a running import stops, records how far it got and asks to be continued, before
+    /// the function's timeout (`IMPORT_RESERVE_SECS`, 60).
+    pub reserve: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +372,13 @@ impl Config {
                 cursor_key: r
                     .optional("LEADS_CURSOR_KEY")
                     .unwrap_or_else(|| format!("cursor:{}", r.name("LEADS_TABLE", "douyin-leads-leads"))),
+            },
+            import: ImportConfig {
+                queue_url: r.optional("IMPORT_QUEUE_URL"),
+                max_bytes: r.int("IMPORT_MAX_MB", 50, 1..=500) * 1024 * 1024,
+                upload_url_ttl: r.secs("IMPORT_UPLOAD_URL_TTL_SECS", 900, 60..=3600),
+                ttl: r.secs("IMPORT_TTL_DAYS", 7, 1..=30) * 86_400,
+                reserve: r.secs("IMPORT_RESERVE_SECS", 60, 5..=600),
             },
             function: FunctionConfig {
                 timeout: r

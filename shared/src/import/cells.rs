@@ -14,8 +14,15 @@ pub fn phone(raw: &str) -> Result<Option<String>, Refusal> {
     if text.is_empty() {
         return Ok(None);
     }
+    if text.contains('*') {
+        return Err(Refusal(
+            "the phone is masked (138****8000): export again with full numbers shown".into(),
+        ));
+    }
     if text.chars().any(|c| !(c.is_ascii_digit() || " -+()".contains(c))) {
-        return Err(Refusal(format!("{raw:?} is not a phone number")));
+        return Err(Refusal(
+            "it is not a phone number (only digits, spaces, dashes, brackets and +)".into(),
+        ));
     }
     let digits = crate::lead::normalize_phone(&text).unwrap_or_default();
     let mobile = digits.len() == 11 && digits.starts_with('1') && matches!(digits.as_bytes()[1], b'3'..=b'9');
@@ -23,7 +30,11 @@ pub fn phone(raw: &str) -> Result<Option<String>, Refusal> {
     if mobile || landline {
         Ok(Some(digits))
     } else {
-        Err(Refusal(format!("{raw:?} is not a mainland mobile or landline number")))
+        // The number is not echoed: rejected rows are shown to callers who may not see phones.
+        Err(Refusal(format!(
+            "it is not a mainland mobile or landline number ({} digits)",
+            digits.len()
+        )))
     }
 }
 
