@@ -48,6 +48,17 @@ impl LeadSource {
         }
     }
 
+    /// The platform whose accounts supply it.
+    pub fn provider(self) -> crate::domain::Provider {
+        use crate::domain::Provider;
+        match self {
+            LeadSource::Laike => Provider::Laike,
+            LeadSource::OceanEngineClue | LeadSource::OceanEngineLife => Provider::OceanEngine,
+            LeadSource::Feiyu => Provider::Feiyu,
+            LeadSource::DouyinFans => Provider::Douyin,
+        }
+    }
+
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == value)
     }

@@ -11,6 +11,10 @@ use shared::export::dynamo::DynamoExportJobs;
 use shared::export::memory::{MemoryExportJobs, MemorySink};
 use shared::export::s3::S3Sink;
 use shared::export::{ExportDeps, ExportJobs, ExportRequests, ExportSink};
+use shared::import::dynamo::DynamoImportJobs;
+use shared::import::memory::{DirectoryFiles, MemoryImportJobs};
+use shared::import::s3::S3ImportFiles;
+use shared::import::{ImportDeps, ImportFiles, ImportJobs, ImportRequests};
 use shared::outbound::deliver::Deliverer;
 use shared::outbound::dynamo::DynamoDeliveryStore;
 use shared::outbound::memory::MemoryDeliveryStore;
@@ -28,6 +32,7 @@ use shared::sync::requests::SyncRequests;
 use std::collections::HashMap;
 
 type ExportStores = (Arc<dyn ExportJobs>, Arc<dyn ExportSink>);
+type ImportStores = (Arc<dyn ImportJobs>, Arc<dyn ImportFiles>);
 
 struct Outbound {
     deliveries: Arc<dyn DeliveryStore>,
@@ -55,6 +60,44 @@ impl ExportRequests for InProcessExportRequests {
         Ok(())
     }
 }
+
+/// Runs a requested import in this process, as the lead-import function does in AWS (with no
+/// deadline, so it never needs continuing).
+#[derive(Clone)]
+pub struct InProcessImportRequests {
+    pub leads: Arc<dyn LeadStore>,
+    pub jobs: Arc<dyn ImportJobs>,
+    pub files: Arc<dyn ImportFiles>,
+}
+
+impl InProcessImportRequests {
+    pub fn deps(&self) -> ImportDeps {
+        ImportDeps {
+            leads: self.leads.clone(),
+            jobs: self.jobs.clone(),
+            files: self.files.clone(),
+            requests: Arc::new(self.clone()),
+            clock: Arc::new(shared::clock::SystemClock),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ImportRequests for InProcessImportRequests {
+    async fn request(
+        &self,
+        tenant: &shared::domain::TenantId,
+        import_id: &str,
+    ) -> Result<(), shared::store::StoreError> {
+        let (deps, tenant, id) = (self.deps(), tenant.clone(), import_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = shared::import::job::run(&deps, &tenant, &id, None).await {
+                tracing::error!(error = %e, "import failed");
+            }
+        });
+        Ok(())
+    }
+}
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -70,6 +113,8 @@ pub struct StoreSet {
     pub audit: Arc<dyn AuditLog>,
     pub export_jobs: Arc<dyn ExportJobs>,
     pub export_sink: Arc<dyn ExportSink>,
+    pub import_jobs: Arc<dyn ImportJobs>,
+    pub import_files: Arc<dyn ImportFiles>,
     pub spend: Arc<dyn shared::spend::store::SpendStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub delivery_queue: Arc<dyn DeliveryQueue>,
@@ -109,6 +154,10 @@ impl StoreSet {
             Arc::new(MemoryExportJobs::default()),
             Arc::new(MemorySink::new("/local/files")),
         );
+        let imports: ImportStores = (
+            Arc::new(MemoryImportJobs::default()),
+            Arc::new(DirectoryFiles::new(std::env::temp_dir(), "/local/uploads")),
+        );
         let queue = Arc::new(MemoryDeliveryQueue::new(Arc::new(shared::clock::SystemClock)));
         let outbound = Outbound {
             deliveries: Arc::new(MemoryDeliveryStore::default()),
@@ -116,7 +165,13 @@ impl StoreSet {
             memory_queue: Some(queue),
             publisher,
         };
-        Self::from_sync(Arc::new(MemoryStateStore::default()), sync, audit, exports, outbound)
+        Self::from_sync(
+            Arc::new(MemoryStateStore::default()),
+            sync,
+            audit,
+            (exports, imports),
+            outbound,
+        )
     }
 
     pub fn aws(aws: &AwsClients, config: &shared::Config) -> Self {
@@ -128,6 +183,10 @@ impl StoreSet {
         let exports: ExportStores = (
             Arc::new(DynamoExportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
             Arc::new(S3Sink::new(aws.s3.clone(), &config.read.export_bucket)),
+        );
+        let imports: ImportStores = (
+            Arc::new(DynamoImportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
+            Arc::new(S3ImportFiles::new(aws.s3.clone(), &config.read.export_bucket)),
         );
         let (queue, memory_queue): (Arc<dyn DeliveryQueue>, _) = match &config.outbound.queue_url {
             Some(url) => (
@@ -153,14 +212,20 @@ impl StoreSet {
                 &config.sync.event_bus,
             )),
         };
-        Self::from_sync(states, SyncStores::aws(aws, config), audit, exports, outbound)
+        Self::from_sync(
+            states,
+            SyncStores::aws(aws, config),
+            audit,
+            (exports, imports),
+            outbound,
+        )
     }
 
     fn from_sync<S: StateStore + PendingGrantStore + 'static>(
         states: Arc<S>,
         sync: SyncStores,
         audit: Arc<dyn AuditLog>,
-        (export_jobs, export_sink): ExportStores,
+        ((export_jobs, export_sink), (import_jobs, import_files)): (ExportStores, ImportStores),
         outbound: Outbound,
     ) -> Self {
         Self {
@@ -175,6 +240,8 @@ impl StoreSet {
             audit,
             export_jobs,
             export_sink,
+            import_jobs,
+            import_files,
             spend: sync.spend,
             deliveries: outbound.deliveries,
             delivery_queue: outbound.queue,
@@ -219,6 +286,15 @@ impl StoreSet {
             sink: self.export_sink.clone(),
             audit: self.audit.clone(),
             clock: Arc::new(shared::clock::SystemClock),
+        }
+    }
+
+    /// Imports run in this process, over these stores.
+    pub fn import_requests(&self) -> InProcessImportRequests {
+        InProcessImportRequests {
+            leads: self.leads.clone(),
+            jobs: self.import_jobs.clone(),
+            files: self.import_files.clone(),
         }
     }
 
@@ -267,6 +343,12 @@ pub fn routes(
             jobs: stores.export_jobs.clone(),
             sink: stores.export_sink.clone(),
             requests: Some(Arc::new(InProcessExportRequests(Arc::new(stores.export_deps())))),
+        },
+        imports: leads_api::imports::ImportPorts {
+            jobs: stores.import_jobs.clone(),
+            files: stores.import_files.clone(),
+            requests: Some(Arc::new(stores.import_requests())),
+            config: config.import.clone(),
         },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             config,

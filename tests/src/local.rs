@@ -12,6 +12,7 @@ use shared::clock::SystemClock;
 use shared::domain::AppCredentials;
 use shared::export::memory::MemorySink;
 use shared::http::{ApiError, Identity, ok, route_not_found};
+use shared::import::memory::DirectoryFiles;
 use shared::lead::mask_phone;
 use shared::secret::Secret;
 use shared::sync::SyncEngine;
@@ -81,6 +82,15 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     // Export files stay in memory; their "download links" are served here, like presigned URLs.
     let files = MemorySink::new(format!("{public}/local/files"));
     stores.export_sink = Arc::new(files.clone());
+    // Uploaded import files go to a directory; their "upload links" are a PUT served here.
+    let upload_dir = std::env::var("LOCAL_UPLOAD_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join(format!("douyin-leads-uploads-{}", std::process::id())));
+    std::fs::create_dir_all(&upload_dir).map_err(|e| shared::config::ConfigError {
+        problems: vec![format!("LOCAL_UPLOAD_DIR {} cannot be made: {e}", upload_dir.display())],
+    })?;
+    let uploads = Arc::new(DirectoryFiles::new(upload_dir, format!("{public}/local/uploads")));
+    stores.import_files = uploads.clone();
     let jwt = LocalJwt::new(&options.jwt_secret, &config.tenant_claim);
     let sim = SimHandle::new(sim_app);
     seed_demo_leads(&sim);
@@ -142,6 +152,11 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     let downloads = Router::new()
         .route("/local/files/exports/{file}", get(download))
         .with_state(files);
+    let upload_limit = usize::try_from(config.import.max_bytes).unwrap_or(usize::MAX);
+    let uploads = Router::new()
+        .route("/local/uploads/imports/{file}", axum::routing::put(upload))
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit))
+        .with_state(uploads);
     // A webhook receiver of the local run's own, so a subscription can be tried without one.
     let received = LocalReceiver::default();
     let receiver = Router::new()
@@ -151,6 +166,7 @@ pub fn build(options: &LocalOptions) -> Result<Router, shared::config::ConfigErr
     Ok(app::routes(&config, &stores, requests, Arc::new(SystemClock), jwt)
         .merge(local)
         .merge(downloads)
+        .merge(uploads)
         .merge(receiver)
         .nest("/sim", sim.router())
         .fallback(route_not_found))
@@ -186,6 +202,7 @@ fn shared_var(name: &str) -> bool {
         "CONNECTION_QPS",
         "LEADS_",
         "EXPORT_",
+        "IMPORT_",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -289,6 +306,22 @@ async fn download(
         )
             .into_response(),
         None => ApiError::not_found("EXPORT_NOT_FOUND", "no such export file").into_response(),
+    }
+}
+
+/// `PUT /local/uploads/imports/{file}`: an import's file, to the link `POST /imports` hands out
+/// (in AWS, a presigned S3 PUT). Bodies over `IMPORT_MAX_MB` are refused with 413.
+async fn upload(
+    State(files): State<Arc<DirectoryFiles>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let Some(path) = files.path_of(&format!("imports/{file}")) else {
+        return ApiError::not_found("UPLOAD_NOT_FOUND", "not an import's upload link").into_response();
+    };
+    match tokio::fs::write(&path, &body).await {
+        Ok(()) => axum::http::StatusCode::OK.into_response(),
+        Err(e) => ApiError::internal("write upload", &e).into_response(),
     }
 }
 

@@ -36,7 +36,11 @@ pub(crate) async fn list_accounts(State(api): Api, identity: Identity) -> Result
 }
 
 /// The caller's connection of that id; another tenant's, or a malformed id, is not found.
-async fn owned(api: &crate::LeadsApi, identity: &Identity, id: String) -> Result<shared::domain::Connection, ApiError> {
+pub(crate) async fn owned(
+    api: &crate::LeadsApi,
+    identity: &Identity,
+    id: String,
+) -> Result<shared::domain::Connection, ApiError> {
     if !plausible_id(&id, "c_") {
         return Err(connection_not_found());
     }

@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod export;
 pub mod exports;
 pub mod history;
+pub mod imports;
 pub mod leads;
 pub mod params;
 pub mod register;
@@ -47,6 +48,7 @@ pub struct LeadsApi {
     pub requests: Arc<dyn SyncRequests>,
     pub audit: Arc<dyn AuditLog>,
     pub exports: exports::ExportPorts,
+    pub imports: imports::ImportPorts,
     /// The lead sources, to verify accounts registered without OAuth with one real pull.
     pub catalog: Arc<shared::sync::catalog::SourceCatalog>,
     pub secret_prefix: String,
@@ -92,6 +94,9 @@ pub fn routes(api: Arc<LeadsApi>) -> Router {
             &format!("{BASE}/accounts/{{connectionId}}"),
             axum::routing::delete(accounts::disconnect).patch(accounts::patch_account),
         )
+        .route(&format!("{BASE}/imports"), post(imports::create))
+        .route(&format!("{BASE}/imports/{{importId}}"), get(imports::get))
+        .route(&format!("{BASE}/imports/{{importId}}/start"), post(imports::start))
         .route(&format!("{BASE}/webhooks"), get(webhooks::list).post(webhooks::create))
         .route(
             &format!("{BASE}/webhooks/{{webhookId}}"),
@@ -116,7 +121,7 @@ pub(crate) fn internal(context: &str, e: &dyn std::error::Error) -> ApiError {
     ApiError::internal(context, e)
 }
 
-/// Whether `id` could be one of our ids (`l_…`, `c_…`, `t_…`). Anything else cannot exist, and
+/// Whether `id` could be one of our ids (`l_…`, `c_…`, `t_…`, `i_…`). Anything else cannot exist, and
 /// must not reach DynamoDB, whose key size limit would turn a silly id into a server error.
 pub(crate) fn plausible_id(id: &str, prefix: &str) -> bool {
     id.starts_with(prefix) && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -4,6 +4,8 @@ use shared::export::dynamo::DynamoExportJobs;
 use shared::export::s3::{S3Sink, SqsExportRequests};
 use shared::http::deadline::with_lambda_deadline;
 use shared::http::identity::with_api_gateway_identity;
+use shared::import::dynamo::DynamoImportJobs;
+use shared::import::s3::{S3ImportFiles, SqsImportRequests};
 use shared::store::dynamo_leads::DynamoAuditLog;
 use shared::sync::SyncStores;
 use shared::sync::catalog::SourceCatalog;
@@ -32,6 +34,14 @@ async fn main() -> Result<(), lambda_http::Error> {
             requests: config.read.export_queue_url.clone().map(|url| {
                 Arc::new(SqsExportRequests::new(aws.sqs.clone(), url)) as Arc<dyn shared::export::ExportRequests>
             }),
+        },
+        imports: leads_api::imports::ImportPorts {
+            jobs: Arc::new(DynamoImportJobs::new(aws.dynamodb.clone(), &config.tables.leads)),
+            files: Arc::new(S3ImportFiles::new(aws.s3.clone(), &config.read.export_bucket)),
+            requests: config.import.queue_url.clone().map(|url| {
+                Arc::new(SqsImportRequests::new(aws.sqs.clone(), url)) as Arc<dyn shared::import::ImportRequests>
+            }),
+            config: config.import.clone(),
         },
         catalog: Arc::new(catalog),
         secret_prefix: config.secrets.connection_prefix.clone(),

@@ -106,6 +106,15 @@ async fn app_with(leads_per_tenant: i64, extra_env: &[(&str, String)]) -> App {
             sink: Arc::new(shared::export::memory::MemorySink::new("/files")),
             requests: None,
         },
+        imports: leads_api::imports::ImportPorts {
+            jobs: Arc::new(shared::import::memory::MemoryImportJobs::default()),
+            files: Arc::new(shared::import::memory::DirectoryFiles::new(
+                std::env::temp_dir(),
+                "/uploads",
+            )),
+            requests: None,
+            config: config.import.clone(),
+        },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             &config,
             vault,
