@@ -6,6 +6,7 @@ pub mod bench;
 pub mod connections;
 pub mod contract;
 pub mod ddb_counter;
+pub mod faulty_leads;
 pub mod local;
 pub mod local_auth;
 pub mod log_capture;

@@ -52,6 +52,12 @@ fn api(h: &SyncHarness, requests: Arc<dyn shared::sync::requests::SyncRequests>)
             sink: h.stores.export_sink.clone(),
             requests: None,
         },
+        imports: leads_api::imports::ImportPorts {
+            jobs: h.stores.import_jobs.clone(),
+            files: h.stores.import_files.clone(),
+            requests: None,
+            config: h.config.import.clone(),
+        },
         catalog: Arc::new(shared::sync::catalog::SourceCatalog::from_config(
             &h.config,
             h.stores.credentials.clone(),

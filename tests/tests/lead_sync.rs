@@ -3,9 +3,10 @@
 //! ends, after one more run, with the same leads as a clean run.
 
 use chrono::Duration;
+use devkit::faulty_leads::FaultyLeads;
 use devkit::sim::{Fault, SimSource};
 use devkit::sync_harness::SyncHarness;
-use shared::domain::{ConnectionStatus, TenantId};
+use shared::domain::ConnectionStatus;
 use shared::lead::{HistoryEntry, LeadSource, LeadStatus, StoredLead};
 use shared::store::OperatorChange;
 use shared::sync::{SkipReason, SyncOutcome, SyncRequest};
@@ -575,139 +576,13 @@ async fn a_window_deeper_than_the_platform_pages_is_split() {
     assert_exactly_the_platforms_leads(&h, &t, SimSource::Laike, &account).await;
 }
 
-/// A lead store whose writes fail a set number of times, as DynamoDB does when throttling
-/// outlasts the retries of unprocessed items.
-struct ThrottledLeads {
-    inner: std::sync::Arc<dyn shared::store::LeadStore>,
-    failures: std::sync::atomic::AtomicU32,
-}
-
-#[async_trait::async_trait]
-impl shared::store::LeadStore for ThrottledLeads {
-    async fn upsert(
-        &self,
-        tenant: &TenantId,
-        leads: &[shared::lead::LeadRecord],
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<shared::store::UpsertReport, shared::store::StoreError> {
-        if take_one(&self.failures) {
-            // What the SDK says is what a store error carries: names of our infrastructure.
-            return Err(shared::store::StoreError::new(
-                "batch write leads",
-                "injected: ProvisionedThroughputExceededException on arn:aws:dynamodb:ap-southeast-1:123456789012:table/prod-douyin-leads",
-            ));
-        }
-        self.inner.upsert(tenant, leads, now).await
-    }
-    async fn get(
-        &self,
-        t: &TenantId,
-        id: &shared::lead::LeadId,
-    ) -> Result<Option<StoredLead>, shared::store::StoreError> {
-        self.inner.get(t, id).await
-    }
-    async fn pending_phones(
-        &self,
-        t: &TenantId,
-        c: &shared::domain::ConnectionId,
-        limit: u32,
-    ) -> Result<Vec<shared::store::PendingPhone>, shared::store::StoreError> {
-        self.inner.pending_phones(t, c, limit).await
-    }
-    async fn put_pending_phones(
-        &self,
-        t: &TenantId,
-        entries: &[shared::store::PendingPhone],
-    ) -> Result<(), shared::store::StoreError> {
-        self.inner.put_pending_phones(t, entries).await
-    }
-    async fn drop_pending_phones(
-        &self,
-        t: &TenantId,
-        entries: &[shared::store::PendingPhone],
-    ) -> Result<(), shared::store::StoreError> {
-        self.inner.drop_pending_phones(t, entries).await
-    }
-    async fn index_page(
-        &self,
-        t: &TenantId,
-        range: &shared::store::IndexRange,
-        limit: u32,
-        with_leads: bool,
-    ) -> Result<shared::store::IndexPage, shared::store::StoreError> {
-        self.inner.index_page(t, range, limit, with_leads).await
-    }
-    async fn count_range(
-        &self,
-        t: &TenantId,
-        p: &shared::read_model::Partition,
-        lo: &str,
-        hi: &str,
-    ) -> Result<u64, shared::store::StoreError> {
-        self.inner.count_range(t, p, lo, hi).await
-    }
-    async fn count_days(
-        &self,
-        t: &TenantId,
-        p: &shared::read_model::Partition,
-        first: chrono::NaiveDate,
-        last: chrono::NaiveDate,
-    ) -> Result<u64, shared::store::StoreError> {
-        self.inner.count_days(t, p, first, last).await
-    }
-    async fn history(
-        &self,
-        t: &TenantId,
-        id: &shared::lead::LeadId,
-        before: Option<&str>,
-        limit: u32,
-    ) -> Result<shared::store::HistoryPage, shared::store::StoreError> {
-        self.inner.history(t, id, before, limit).await
-    }
-    async fn append_history(
-        &self,
-        t: &TenantId,
-        id: &shared::lead::LeadId,
-        entries: &[HistoryEntry],
-    ) -> Result<(), shared::store::LeadUpdateError> {
-        self.inner.append_history(t, id, entries).await
-    }
-    async fn update_operator_fields(
-        &self,
-        t: &TenantId,
-        id: &shared::lead::LeadId,
-        change: &OperatorChange,
-    ) -> Result<StoredLead, shared::store::LeadUpdateError> {
-        self.inner.update_operator_fields(t, id, change).await
-    }
-    async fn analytics_counters(
-        &self,
-        t: &TenantId,
-        first: chrono::NaiveDate,
-        last: chrono::NaiveDate,
-    ) -> Result<Vec<(String, i64)>, shared::store::StoreError> {
-        self.inner.analytics_counters(t, first, last).await
-    }
-    async fn record_write_back(
-        &self,
-        t: &TenantId,
-        id: &shared::lead::LeadId,
-        record: &shared::writeback::WriteBack,
-    ) -> Result<(), shared::store::StoreError> {
-        self.inner.record_write_back(t, id, record).await
-    }
-}
-
 #[tokio::test]
 async fn dynamodb_throttling_loses_no_lead() {
     let h = SyncHarness::on_moto(&[("SYNC_PAGE_SIZE", "20"), ("OCEANENGINE_LEAD_SOURCES", "clue")]).await;
     let t = tenant();
     let (connection, account) = connected(&h, &t, SimSource::OceanEngineClue, 90).await;
     let mut stores = h.stores.sync();
-    stores.leads = std::sync::Arc::new(ThrottledLeads {
-        inner: h.stores.leads.clone(),
-        failures: 2.into(),
-    });
+    stores.leads = std::sync::Arc::new(FaultyLeads::failing_first(h.stores.leads.clone(), 2));
     let throttled = h.engine_with(stores);
     let request = SyncRequest::scheduled(&connection);
     assert!(
@@ -734,10 +609,7 @@ async fn task_and_account_errors_carry_a_code_and_no_infrastructure_detail() {
     let (connection, _) = connected(&h, &t, SimSource::OceanEngineClue, 30).await;
     let task = devkit::sync_fixtures::requested_task(&h, &connection).await;
     let mut stores = h.stores.sync();
-    stores.leads = std::sync::Arc::new(ThrottledLeads {
-        inner: h.stores.leads.clone(),
-        failures: 1.into(),
-    });
+    stores.leads = std::sync::Arc::new(FaultyLeads::failing_first(h.stores.leads.clone(), 1));
     let request = SyncRequest {
         task_id: Some(task.task_id.clone()),
         ..SyncRequest::scheduled(&connection)

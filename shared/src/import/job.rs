@@ -285,19 +285,20 @@ impl Importer<'_> {
                 continue;
             }
             let layout = self.layout.as_ref().expect("set above");
-            job.counts.read += 1;
             match row::read(layout, &row, &self.target) {
                 Ok(lead) => {
                     // A lead twice in one write is written twice, in order: the later row wins.
-                    if self.batch.iter().any(|(_, l)| l.lead_id == lead.lead_id) {
-                        if !self.flush(job, consumed - 1).await? {
-                            return Ok(RunEnd::Superseded);
-                        }
+                    // The checkpoint stops before this row, which is counted after it.
+                    if self.batch.iter().any(|(_, l)| l.lead_id == lead.lead_id)
+                        && !self.flush(job, consumed - 1).await?
+                    {
+                        return Ok(RunEnd::Superseded);
                     }
                     self.batch.push((row.number, lead));
                 }
                 Err(rejection) => job.reject(rejection),
             }
+            job.counts.read += 1;
             // Rejected rows move the checkpoint too, so a file of bad rows still stops in time.
             if self.batch.len() >= UPSERT_BATCH || consumed - job.next_row >= CHECKPOINT_ROWS {
                 if !self.flush(job, consumed).await? {
