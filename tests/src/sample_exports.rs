@@ -155,7 +155,7 @@ pub enum BadRow {
 /// What an import of the file must end with.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Manifest {
-    /// The leads that must be stored, by their position in the input.
+    /// The rows that must be stored, in file order (`phone` empty where the file masked it).
     pub valid: Vec<SampleLead>,
     /// (row number in the file, column header as written, a fragment of the reason).
     pub rejected: Vec<(u64, Option<String>, &'static str)>,
@@ -271,7 +271,17 @@ pub fn write<W: std::io::Write + std::io::Seek>(
         match fault {
             Some(BadRow::MaskedPhone) => {
                 phone = XCell::Text(format!("{}****{}", &lead.phone[..3], &lead.phone[7..]));
-                manifest.rejected.push((row_number, Some(column(2)), "masked"));
+                if style.without_ids {
+                    manifest.rejected.push((row_number, Some(column(2)), "masked"));
+                } else if style.ids_as_numbers {
+                    manifest.rejected.push((row_number, Some(column(0)), "as text"));
+                } else {
+                    // The id identifies it; its phone is unknown (an empty `phone` here).
+                    manifest.valid.push(SampleLead {
+                        phone: String::new(),
+                        ..lead.clone()
+                    });
+                }
             }
             Some(BadRow::NothingToIdentify) => {
                 phone = XCell::Blank;
@@ -356,8 +366,11 @@ fn csv_field(cell: &XCell) -> String {
     }
 }
 
+/// A sample file: its name, platform, style, rows and bad rows.
+pub type Sample = (String, Platform, Style, Vec<SampleLead>, Vec<(usize, BadRow)>);
+
 /// The sample set: one file per platform with its typical quirks, and a file of numeric ids.
-pub fn samples() -> Vec<(String, Platform, Style, Vec<SampleLead>, Vec<(usize, BadRow)>)> {
+pub fn samples() -> Vec<Sample> {
     let start = sample_start();
     let faults = vec![
         (3, BadRow::MaskedPhone),

@@ -243,6 +243,50 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         delivery["body"].as_str().unwrap().as_bytes()
     ));
 
+    // 10. A merchant without API access imports its back office's export: one row in, one
+    // refused with its row, column and reason.
+    let csv = "客资ID,客户姓名,客户电话,留资时间\n7301234567890123456,张先生,138 0013 8000,2026-11-01 09:30\n,李女士,139****5678,2026-11-01 10:00\n";
+    let made: Value = http
+        .post(format!("{base}/api/v1/lead/douyin/imports"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"fileName": "客资.csv", "source": "laike"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let import_id = made["data"]["importId"].as_str().expect("importId").to_owned();
+    let upload_url = made["data"]["uploadUrl"].as_str().unwrap();
+    assert!(
+        upload_url.starts_with(&format!("{base}/local/uploads/")),
+        "{upload_url}"
+    );
+    let put = http.put(upload_url).body(csv).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    let started = http
+        .post(format!("{base}/api/v1/lead/douyin/imports/{import_id}/start"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let mut import = Value::Null;
+    for _ in 0..40 {
+        import = get_json(&http, format!("{base}/api/v1/lead/douyin/imports/{import_id}"), &token).await;
+        if import["data"]["status"] == "DONE" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(import["data"]["counts"]["created"], 1, "{import}");
+    assert_eq!(import["data"]["counts"]["rejected"], 1, "{import}");
+    let refused_row = &import["data"]["rejectedRows"][0];
+    assert_eq!(
+        (refused_row["row"].as_u64(), refused_row["column"].as_str()),
+        (Some(3), Some("客户电话"))
+    );
+
     let narrow = http
         .get(format!(
             "{base}/local/token?tenant=demo-tenant&scopes=lead:douyin:auth:get_url"

@@ -14,9 +14,9 @@ pub fn phone(raw: &str) -> Result<Option<String>, Refusal> {
     if text.is_empty() {
         return Ok(None);
     }
-    if text.contains('*') {
+    if is_masked(&text) {
         return Err(Refusal(
-            "the phone is masked (138****8000): export again with full numbers shown".into(),
+            "the phone is masked (138****8000) and the row has no lead id: export again with full numbers shown".into(),
         ));
     }
     if text.chars().any(|c| !(c.is_ascii_digit() || " -+()".contains(c))) {
@@ -36,6 +36,11 @@ pub fn phone(raw: &str) -> Result<Option<String>, Refusal> {
             digits.len()
         )))
     }
+}
+
+/// Whether a phone cell is masked (`138****8000`), as back offices export phones by default.
+pub fn is_masked(raw: &str) -> bool {
+    half_width(raw).contains('*')
 }
 
 /// A platform id kept as text. Excel turns a 19-digit id into a number (`7.61235E+18`, or a

@@ -43,7 +43,8 @@ impl Layout {
     pub fn of(row: &Row, overrides: &HashMap<Field, String>) -> Option<Self> {
         let headers: Vec<String> = row.cells.iter().map(|c| c.text().trim().to_owned()).collect();
         let columns = locate(&headers, overrides);
-        (columns.contains_key(&Field::Phone) || columns.contains_key(&Field::LeadId)).then(|| Layout {
+        let found = columns.contains_key(&Field::Phone) || columns.contains_key(&Field::LeadId);
+        found.then_some(Layout {
             header_row: row.number,
             headers,
             columns,
@@ -121,9 +122,15 @@ pub fn read(layout: &Layout, row: &Row, target: &Target) -> Result<LeadRecord, R
         lead_id = id_cell(cell).map_err(|r| refuse(row, header, r))?;
     }
     let mut phone = None;
+    let mut masked = None;
     if let Some((cell, header)) = field(Field::Phone) {
-        // A phone Excel stored as a number is still its digits.
-        phone = cells::phone(&cell.text()).map_err(|r| refuse(row, header, r))?;
+        // A phone Excel stored as a number is still its digits. A masked one (back offices mask
+        // phones unless the export asked for them in full) is no phone: the lead id identifies
+        // the row, and a phone the API synced is kept.
+        match cells::phone(&cell.text()) {
+            Err(refusal) if cells::is_masked(&cell.text()) => masked = Some(refuse(row, header, refusal)),
+            other => phone = other.map_err(|r| refuse(row, header, r))?,
+        }
     }
     let mut created_at = None;
     if let Some((cell, header)) = field(Field::CreatedAt) {
@@ -137,11 +144,11 @@ pub fn read(layout: &Layout, row: &Row, target: &Target) -> Result<LeadRecord, R
         (Some(id), _) => id.clone(),
         (None, Some(phone)) => derived_source_lead_id(phone, created_at),
         (None, None) => {
-            return Err(Rejection {
+            return Err(masked.unwrap_or(Rejection {
                 row: row.number,
                 column: None,
                 reason: "the row has neither a phone nor a lead id".into(),
-            });
+            }));
         }
     };
     let text = |f: Field| field(f).and_then(|(cell, _)| text_cell(cell));
@@ -278,7 +285,12 @@ mod tests {
         assert_eq!((rejected.row, rejected.column.as_deref()), (4, None));
         let bad_phone = read(&layout, &row(5, &["赵", "138****8000", "", ""]), &t).unwrap_err();
         assert_eq!(bad_phone.column.as_deref(), Some("联系电话"));
-        assert!(bad_phone.reason.contains("masked"));
+        assert!(
+            bad_phone.reason.contains("masked"),
+            "a masked phone and no id: nothing identifies it"
+        );
+        let typo = read(&layout, &row(7, &["赵", "1380013800", "", ""]), &t).unwrap_err();
+        assert!(typo.reason.contains("10 digits"), "{}", typo.reason);
         let bad_time = read(&layout, &row(6, &["赵", "13800138000", "昨天", ""]), &t).unwrap_err();
         assert_eq!(bad_time.column.as_deref(), Some("创建时间"));
     }
@@ -293,6 +305,18 @@ mod tests {
                 Cell::Number(13_800_138_000.0),
             ],
         };
+        let masked = Row {
+            number: 4,
+            cells: vec![
+                Cell::Text("7301234567890123456".into()),
+                Cell::Text("138****8000".into()),
+            ],
+        };
+        let lead = read(&layout, &masked, &target(LeadSource::Feiyu)).unwrap();
+        assert_eq!(
+            lead.fields.phone, None,
+            "a masked phone is no phone; the id identifies the lead"
+        );
         let refused = read(&layout, &numeric, &target(LeadSource::Feiyu)).unwrap_err();
         assert_eq!(refused.column.as_deref(), Some("线索ID"));
         assert!(refused.reason.contains("text"), "{}", refused.reason);
