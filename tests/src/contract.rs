@@ -817,3 +817,69 @@ pub async fn spend_store(store: &dyn shared::spend::store::SpendStore) {
         Some(day(10))
     );
 }
+
+/// Imports: a record reads back as written, per tenant; `advance` moves it only from the
+/// checkpoint the caller read, so of two runs of one import only one goes on.
+pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
+    use shared::import::job::{ImportCounts, ImportJob};
+    use shared::import::row::Rejection;
+    use shared::import::{ImportStatus, reader::Format};
+    let tenant = TenantId::new(crate::moto::unique("imports"));
+    let at = now();
+    let mut job = ImportJob {
+        import_id: shared::import::job::new_import_id(),
+        tenant: tenant.clone(),
+        actor: "admin-1".into(),
+        file_name: "客资管理.xlsx".into(),
+        format: Format::Xlsx,
+        source: LeadSource::Laike,
+        connection_id: Some(ConnectionId::from_stored("c_1")),
+        mapping: [("phone".to_owned(), "客户手机".to_owned())].into(),
+        status: ImportStatus::AwaitingUpload,
+        counts: ImportCounts::default(),
+        rejections: Vec::new(),
+        next_row: 0,
+        encoding: None,
+        created_at: at,
+        started_at: None,
+        finished_at: None,
+        error: None,
+        expires_at: at + Duration::days(7),
+    };
+    store.put(&job).await.expect("put");
+    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(job.clone()));
+    let stranger = TenantId::new(crate::moto::unique("stranger"));
+    assert_eq!(store.get(&stranger, &job.import_id).await.unwrap(), None, "per tenant");
+    assert_eq!(store.get(&tenant, "i_missing").await.unwrap(), None);
+    let mut unknown = job.clone();
+    unknown.import_id = "i_missing".into();
+    assert!(
+        !store.advance(&unknown, 0).await.unwrap(),
+        "advance never makes a record"
+    );
+
+    job.status = ImportStatus::Running;
+    job.next_row = 101;
+    job.counts.read = 100;
+    job.counts.created = 99;
+    job.counts.rejected = 1;
+    job.rejections.push(Rejection {
+        row: 7,
+        column: Some("客户电话".into()),
+        reason: "masked".into(),
+    });
+    job.encoding = Some("utf-8".into());
+    assert!(
+        store.advance(&job, 0).await.unwrap(),
+        "moved on from the checkpoint read"
+    );
+    let mut late = job.clone();
+    late.next_row = 201;
+    assert!(
+        !store.advance(&late, 0).await.unwrap(),
+        "a second run that read the old checkpoint does not move it"
+    );
+    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(job.clone()));
+    assert!(store.advance(&late, 101).await.unwrap());
+    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap().unwrap().next_row, 201);
+}

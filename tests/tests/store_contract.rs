@@ -160,3 +160,19 @@ async fn dynamodb_spend_store_meets_the_contract() {
     ))
     .await;
 }
+
+#[tokio::test]
+async fn embedded_import_jobs_meet_the_contract() {
+    contract::import_jobs(&shared::import::memory::MemoryImportJobs::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_import_jobs_meet_the_contract() {
+    let aws = moto::aws().await;
+    let tables = moto::create_tables(&aws.dynamodb).await;
+    contract::import_jobs(&shared::import::dynamo::DynamoImportJobs::new(
+        aws.dynamodb.clone(),
+        tables.leads,
+    ))
+    .await;
+}

@@ -30,7 +30,8 @@ impl ImportJobs for MemoryImportJobs {
     async fn advance(&self, job: &ImportJob, from_row: u64) -> Result<bool, StoreError> {
         let mut all = lock(&self.0);
         let key = (job.tenant.clone(), job.import_id.clone());
-        if all.get(&key).is_some_and(|stored| stored.next_row != from_row) {
+        // As DynamoDB's condition: only a stored record at that checkpoint moves.
+        if all.get(&key).is_none_or(|stored| stored.next_row != from_row) {
             return Ok(false);
         }
         all.insert(key, job.clone());
