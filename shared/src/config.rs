@@ -222,6 +222,10 @@ pub struct SyncConfig {
     /// by default, since only then is the order answers arrive the order they were given (and a
     /// deletion shows in the totals).
     pub unclocked_page_concurrency: usize,
+    /// Answers whose platform clocks are this close (ms) are not ordered by them
+    /// (`SYNC_CLOCK_TOLERANCE_MS`, 100): when a platform stamps `now` against its read of the
+    /// rows is not documented.
+    pub clock_tolerance_ms: i64,
     pub task_ttl: Duration,
     /// Refresh an access token this long before it expires.
     pub token_refresh_ahead: Duration,
@@ -350,6 +354,7 @@ impl Config {
                 lease_ttl: r.secs("SYNC_LEASE_SECS", 900, 60..=86_400),
                 store_budget: r.secs("SYNC_DEADLINE_MARGIN_SECS", 5, 1..=600),
                 unclocked_page_concurrency: r.int("SYNC_UNCLOCKED_PAGE_CONCURRENCY", 1, 1..=16) as usize,
+                clock_tolerance_ms: r.int("SYNC_CLOCK_TOLERANCE_MS", 100, 0..=10_000) as i64,
                 task_ttl: r.secs("SYNC_TASK_TTL_DAYS", 30, 1..=365) * 86_400,
                 token_refresh_ahead: r.secs("TOKEN_REFRESH_AHEAD_SECS", 3600, 0..=7 * 86_400),
                 refresh_renew_ahead: r.secs("REFRESH_TOKEN_RENEW_AHEAD_DAYS", 5, 0..=29) * 86_400,

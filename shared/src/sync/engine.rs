@@ -698,7 +698,7 @@ impl SyncEngine {
         depth: u32,
     ) -> Result<WindowEnd, WindowStop> {
         let window = listing.window;
-        let mut tally = Tally::new(listing.page_size);
+        let mut tally = Tally::new(listing.page_size).with_clock_tolerance(self.config.clock_tolerance_ms);
         let mut failed = 0u64;
         let first = self.fetch_counted(run, client, listing, 1, counts).await?;
         counts.reconcile_requests += u64::from(depth > 0);

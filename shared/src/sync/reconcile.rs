@@ -52,7 +52,14 @@ pub struct Tally {
     deletion_seen: bool,
     /// Every answer's (platform clock, total), in the order they arrived.
     answered: Vec<(Option<i64>, u64)>,
+    /// Answers whose clocks are at most this far apart (ms) are not ordered by them: a platform
+    /// reads its rows a moment before it stamps the answer, so of two answers given that close
+    /// together the one stamped first may have read last.
+    clock_tolerance_ms: i64,
 }
+
+/// See [`Tally::with_clock_tolerance`]; `SYNC_CLOCK_TOLERANCE_MS`.
+pub const DEFAULT_CLOCK_TOLERANCE_MS: i64 = 100;
 
 impl Tally {
     pub fn new(page_size: u32) -> Self {
@@ -64,7 +71,15 @@ impl Tally {
             max_pages: 0,
             deletion_seen: false,
             answered: Vec::new(),
+            clock_tolerance_ms: DEFAULT_CLOCK_TOLERANCE_MS,
         }
+    }
+
+    /// Answers stamped at most `ms` apart count as unordered: any difference of their totals is
+    /// then taken as a deletion (the window is pulled again), never as growth.
+    pub fn with_clock_tolerance(mut self, ms: i64) -> Self {
+        self.clock_tolerance_ms = ms.max(0);
+        self
     }
 
     /// Notes one answer for `page`, in the order answers arrive.
@@ -84,15 +99,21 @@ impl Tally {
 
     /// True when an answer with `total`, given at `at`, shows a fall against one noted before:
     /// given earlier with a larger total, or later with a smaller one. Which was given first is
-    /// the platform's clock where both answers carry distinct times, else the order they arrived
-    /// (answers that crossed on the way then look like a fall, which errs on the safe side).
+    /// the platform's clock where both answers carry times further apart than the tolerance; two
+    /// stamped closer than that may have read the rows in either order, so any difference counts;
+    /// without clocks it is the order they arrived (which only sequential paging makes the order
+    /// they were given).
     fn fell(&self, at: Option<i64>, total: u64) -> bool {
-        self.answered.iter().any(|&(other_at, other)| {
-            let other_first = match (other_at, at) {
-                (Some(a), Some(b)) if a != b => a < b,
-                _ => true,
-            };
-            if other_first { other > total } else { other < total }
+        self.answered.iter().any(|&(other_at, other)| match (other_at, at) {
+            (Some(a), Some(b)) if (a - b).abs() > self.clock_tolerance_ms => {
+                if a < b {
+                    other > total
+                } else {
+                    other < total
+                }
+            }
+            (Some(_), Some(_)) => other != total,
+            _ => other > total,
         })
     }
 
@@ -193,7 +214,7 @@ impl Tally {
 
     /// Forgets every row and answer: the window is pulled again from scratch.
     pub fn reset(&mut self) {
-        *self = Tally::new(self.page_size);
+        *self = Tally::new(self.page_size).with_clock_tolerance(self.clock_tolerance_ms);
     }
 }
 
@@ -271,17 +292,46 @@ mod tests {
             ..page(ids, total)
         };
         // Page 3 was given after page 2 (a delete in between) but arrived first.
-        let mut t = Tally::new(10);
+        let mut t = Tally::new(10).with_clock_tolerance(5);
         t.record(1, &stamped(0..10, 30, 100));
         t.record(3, &stamped(20..30, 29, 300));
         t.record(2, &stamped(10..20, 30, 200));
         assert_eq!(t.verdict(30), Verdict::Deleted);
         // The same arrival with growth instead: page 2 given last, with the larger total.
-        let mut t = Tally::new(10);
+        let mut t = Tally::new(10).with_clock_tolerance(5);
         t.record(1, &stamped(0..10, 30, 100));
         t.record(3, &stamped(20..30, 30, 200));
         t.record(2, &stamped(10..20, 31, 300));
         assert_ne!(t.verdict(31), Verdict::Deleted);
+    }
+
+    #[test]
+    fn answers_stamped_too_close_together_are_not_ordered_by_their_clocks() {
+        let stamped = |ids: std::ops::Range<u32>, total: u64, at: i64| Page {
+            answered_at: Some(at),
+            ..page(ids, total)
+        };
+        // Page 2 read 31 rows (one inserted), then a row was deleted, then page 3 read 30 and
+        // was stamped first (seed laike 7421545080372215): 1 ms apart, the clocks cannot say
+        // which read first, and growth would hide the deletion.
+        let mut t = Tally::new(10).with_clock_tolerance(5);
+        t.record(1, &stamped(0..10, 30, 100));
+        t.record(3, &stamped(20..30, 30, 200));
+        t.record(2, &stamped(10..20, 31, 201));
+        assert_eq!(
+            t.verdict(31),
+            Verdict::Deleted,
+            "a difference within the tolerance is a deletion"
+        );
+        let mut t = Tally::new(10).with_clock_tolerance(5);
+        t.record(1, &stamped(0..10, 30, 100));
+        t.record(3, &stamped(20..30, 30, 200));
+        t.record(2, &stamped(10..20, 31, 206));
+        assert_ne!(
+            t.verdict(31),
+            Verdict::Deleted,
+            "further apart, the clocks order them: growth"
+        );
     }
 
     #[test]
