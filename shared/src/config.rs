@@ -97,6 +97,10 @@ pub struct ImportConfig {
     /// Where a running import stops, records how far it got and asks to be continued, before
     /// the function's timeout (`IMPORT_RESERVE_SECS`, 60).
     pub reserve: Duration,
+    /// A QUEUED or RUNNING import whose record has not moved for this long was abandoned (its
+    /// run died) and may be started again (`IMPORT_ABANDONED_AFTER_SECS`, 3600: longer than the
+    /// queue's three 15-minute deliveries).
+    pub abandoned_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -384,6 +388,7 @@ impl Config {
                 upload_url_ttl: r.secs("IMPORT_UPLOAD_URL_TTL_SECS", 900, 60..=3600),
                 ttl: r.secs("IMPORT_TTL_DAYS", 7, 1..=30) * 86_400,
                 reserve: r.secs("IMPORT_RESERVE_SECS", 60, 5..=600),
+                abandoned_after: r.secs("IMPORT_ABANDONED_AFTER_SECS", 3600, 60..=86_400),
             },
             function: FunctionConfig {
                 timeout: r

@@ -818,15 +818,15 @@ pub async fn spend_store(store: &dyn shared::spend::store::SpendStore) {
     );
 }
 
-/// Imports: a record reads back as written, per tenant; `advance` moves it only from the
-/// checkpoint the caller read, so of two runs of one import only one goes on.
+/// Imports: a record reads back as written, per tenant; `advance` writes revision `r` only over
+/// revision `r - 1`, so of two runs (or starts) of one import only one goes on.
 pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
     use shared::import::job::{ImportCounts, ImportJob};
     use shared::import::row::Rejection;
     use shared::import::{ImportStatus, reader::Format};
     let tenant = TenantId::new(crate::moto::unique("imports"));
     let at = now();
-    let mut job = ImportJob {
+    let job = ImportJob {
         import_id: shared::import::job::new_import_id(),
         tenant: tenant.clone(),
         actor: "admin-1".into(),
@@ -839,11 +839,14 @@ pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
         counts: ImportCounts::default(),
         rejections: Vec::new(),
         next_row: 0,
+        revision: 0,
+        file_etag: None,
         encoding: None,
         created_at: at,
         started_at: None,
         finished_at: None,
         error: None,
+        updated_at: None,
         expires_at: at + Duration::days(7),
     };
     store.put(&job).await.expect("put");
@@ -853,33 +856,35 @@ pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
     assert_eq!(store.get(&tenant, "i_missing").await.unwrap(), None);
     let mut unknown = job.clone();
     unknown.import_id = "i_missing".into();
-    assert!(
-        !store.advance(&unknown, 0).await.unwrap(),
-        "advance never makes a record"
-    );
+    unknown.revision = 1;
+    assert!(!store.advance(&unknown).await.unwrap(), "advance never makes a record");
 
-    job.status = ImportStatus::Running;
-    job.next_row = 101;
-    job.counts.read = 100;
-    job.counts.created = 99;
-    job.counts.rejected = 1;
-    job.rejections.push(Rejection {
+    // Two runs read revision 0; the first to write moves it, the other's write is refused.
+    let mut first = job.clone();
+    first.status = ImportStatus::Running;
+    first.next_row = 101;
+    first.counts.read = 100;
+    first.counts.created = 99;
+    first.counts.rejected = 1;
+    first.rejections.push(Rejection {
         row: 7,
         column: Some("客户电话".into()),
         reason: "masked".into(),
     });
-    job.encoding = Some("utf-8".into());
+    first.encoding = Some("utf-8".into());
+    first.revision = 1;
+    let mut second = job.clone();
+    second.status = ImportStatus::Running;
+    second.revision = 1;
+    assert!(store.advance(&first).await.unwrap(), "moved on from the revision read");
     assert!(
-        store.advance(&job, 0).await.unwrap(),
-        "moved on from the checkpoint read"
+        !store.advance(&second).await.unwrap(),
+        "a second writer that read the old revision does not move it"
     );
-    let mut late = job.clone();
-    late.next_row = 201;
-    assert!(
-        !store.advance(&late, 0).await.unwrap(),
-        "a second run that read the old checkpoint does not move it"
-    );
-    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(job.clone()));
-    assert!(store.advance(&late, 101).await.unwrap());
-    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap().unwrap().next_row, 201);
+    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(first.clone()));
+    let mut next = first.clone();
+    next.next_row = 201;
+    next.revision = 2;
+    assert!(store.advance(&next).await.unwrap());
+    assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(next));
 }

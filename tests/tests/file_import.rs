@@ -396,6 +396,83 @@ async fn the_import_function_continues_a_run_stopped_at_its_deadline() {
     assert_eq!(requests.0.lock().unwrap().len(), before);
 }
 
+/// A run whose file was uploaded over since the start fails with the reason instead of reading
+/// the new file from the old checkpoint; a QUEUED import whose run died can be started again.
+#[tokio::test]
+async fn a_replaced_file_fails_the_import_and_an_abandoned_one_can_be_started_again() {
+    let h = SyncHarness::on_moto(&[]).await;
+    let api = Api::new(&h);
+    let t = tenant();
+    let leads = sample_exports::leads(30, 11, sample_exports::sample_start());
+    let (bytes, _) = sample_exports::render(Platform::Feiyu, Style::plain(FileKind::CsvUtf8Bom), &leads, &[]);
+    let (_, made) = api
+        .call(
+            &t,
+            "POST",
+            "/imports",
+            Some(json!({"fileName": "线索.csv", "source": "feiyu"})),
+        )
+        .await;
+    let id = made["data"]["importId"].as_str().unwrap().to_owned();
+    reqwest::Client::new()
+        .put(made["data"]["uploadUrl"].as_str().unwrap())
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let mut job = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
+    job.status = shared::import::ImportStatus::Queued;
+    job.file_etag = Some("\"an-earlier-upload\"".into());
+    h.stores.import_jobs.put(&job).await.unwrap();
+    let deps = shared::import::ImportDeps {
+        leads: h.stores.leads.clone(),
+        jobs: h.stores.import_jobs.clone(),
+        files: h.stores.import_files.clone(),
+        requests: Arc::new(RecordedImports::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let end = shared::import::job::run(&deps, &t, &id, None).await.unwrap();
+    assert_eq!(end, shared::import::job::RunEnd::Finished);
+    let failed = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
+    assert_eq!(failed.status, shared::import::ImportStatus::Failed);
+    assert!(
+        failed.error.as_deref().unwrap().contains("uploaded over"),
+        "{:?}",
+        failed.error
+    );
+    assert!(
+        h.stores.leads.list_all(&t).await.unwrap().is_empty(),
+        "nothing of the new file read"
+    );
+
+    // Abandoned: QUEUED, its run never came, the record untouched for two hours.
+    let mut stuck = failed.clone();
+    stuck.status = shared::import::ImportStatus::Queued;
+    stuck.file_etag = None;
+    stuck.error = None;
+    stuck.updated_at = Some(chrono::Utc::now() - Duration::hours(2));
+    h.stores.import_jobs.put(&stuck).await.unwrap();
+    let (status, _) = api.call(&t, "POST", &format!("/imports/{id}/start"), None).await;
+    assert_eq!(status, 202);
+    let done = api.wait(&t, &id).await;
+    assert_eq!(done["status"], "DONE", "{done}");
+    assert_eq!(done["counts"]["created"].as_u64(), Some(30));
+    // A fresh QUEUED one is left to its run: starting it again sends nothing.
+    let mut fresh = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
+    fresh.status = shared::import::ImportStatus::Queued;
+    fresh.updated_at = Some(chrono::Utc::now());
+    h.stores.import_jobs.put(&fresh).await.unwrap();
+    let (_, answer) = api.call(&t, "POST", &format!("/imports/{id}/start"), None).await;
+    assert_eq!(answer["data"]["status"], "QUEUED");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let still = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
+    assert_eq!(
+        still.status,
+        shared::import::ImportStatus::Queued,
+        "no second run was started"
+    );
+}
+
 #[derive(Default)]
 struct RecordedImports(std::sync::Mutex<Vec<String>>);
 

@@ -133,11 +133,14 @@ async fn run_case(seed: u64) -> Result<(), String> {
         counts: ImportCounts::default(),
         rejections: Vec::new(),
         next_row: 0,
+        revision: 0,
+        file_etag: None,
         encoding: None,
         created_at: now,
         started_at: None,
         finished_at: None,
         error: None,
+        updated_at: None,
         expires_at: now + chrono::Duration::days(1),
     };
     let path = files.path_of(&job.object_key()).ok_or("a key")?;

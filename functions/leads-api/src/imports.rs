@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use shared::config::ImportConfig;
 use shared::http::{ApiError, Identity, ok};
 use shared::import::headers::Field;
-use shared::import::job::{ImportCounts, new_import_id};
+use shared::import::job::{FileStat, ImportCounts, new_import_id, save};
 use shared::import::reader::Format;
 use shared::import::{ImportFiles, ImportJob, ImportJobs, ImportRequests, ImportStatus};
 use shared::lead::LeadSource;
@@ -90,6 +90,17 @@ fn checked_mapping(raw: Option<BTreeMap<String, String>>) -> Result<BTreeMap<Str
             ));
         }
     }
+    let headers: std::collections::BTreeSet<String> = mapping
+        .values()
+        .map(|h| shared::import::headers::canonical(h))
+        .collect();
+    if headers.len() < mapping.len() {
+        return Err(ApiError::bad_request(
+            "INVALID_MAPPING",
+            "mapping",
+            "two fields are mapped to the same header",
+        ));
+    }
     Ok(mapping)
 }
 
@@ -150,11 +161,14 @@ pub(crate) async fn create(State(api): Api, identity: Identity, body: Bytes) -> 
         counts: ImportCounts::default(),
         rejections: Vec::new(),
         next_row: 0,
+        revision: 0,
+        file_etag: None,
         encoding: None,
         created_at: now,
         started_at: None,
         finished_at: None,
         error: None,
+        updated_at: Some(now),
         expires_at: now + ttl,
     };
     ports.jobs.put(&job).await.map_err(|e| internal("record import", &e))?;
@@ -186,37 +200,23 @@ async fn owned(api: &crate::LeadsApi, identity: &Identity, id: &str) -> Result<I
 }
 
 /// Starts the import once its file is uploaded. Starting one already started (or finished)
-/// changes nothing and answers how it stands; a FAILED one may be started again.
+/// changes nothing and answers how it stands; a FAILED one may be started again (the file is
+/// read from the start), and so may one QUEUED or RUNNING whose record has not moved for longer
+/// than a run can take (its run died): it continues from its checkpoint.
 pub(crate) async fn start(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {
     identity.require(SCOPE_ADMIN)?;
     let (ports, requests) = ports(&api)?;
     let mut job = owned(&api, &identity, &id).await?;
-    if matches!(job.status, ImportStatus::AwaitingUpload | ImportStatus::Failed) {
-        let size = ports
-            .files
-            .size(&job.object_key())
-            .await
-            .map_err(|e| internal("check upload", &e))?;
-        match size {
-            None => {
-                return Err(ApiError::conflict(
-                    "FILE_NOT_UPLOADED",
-                    "the file is not uploaded yet: PUT it to the uploadUrl first",
-                ));
-            }
-            Some(bytes) if bytes > ports.config.max_bytes => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "FILE_TOO_LARGE",
-                    format!(
-                        "the file is {bytes} bytes; imports take at most {} bytes",
-                        ports.config.max_bytes
-                    ),
-                ));
-            }
-            Some(_) => {}
+    let now = api.clock.now();
+    let abandoned = matches!(job.status, ImportStatus::Queued | ImportStatus::Running)
+        && job
+            .updated_at
+            .is_none_or(|at| now - at > abandoned_after(&ports.config));
+    if matches!(job.status, ImportStatus::AwaitingUpload | ImportStatus::Failed) || abandoned {
+        if !abandoned {
+            let stat = checked_upload(ports, &job).await?;
+            job.file_etag = stat.etag;
         }
-        let from = job.next_row;
         if job.status == ImportStatus::Failed {
             // The file may have been uploaded again: it is read from the start (rows already
             // written count as unchanged).
@@ -227,26 +227,55 @@ pub(crate) async fn start(State(api): Api, identity: Identity, Path(id): Path<St
         job.status = ImportStatus::Queued;
         job.error = None;
         job.finished_at = None;
-        let moved = ports
-            .jobs
-            .advance(&job, from)
+        let moved = save(ports.jobs.as_ref(), &mut job, now)
             .await
             .map_err(|e| internal("queue import", &e))?;
         if moved && let Err(e) = requests.request(&job.tenant, &job.import_id).await {
-            let failed = ImportJob {
+            let mut failed = ImportJob {
                 status: ImportStatus::Failed,
                 error: Some("the import could not be requested; start it again".into()),
                 finished_at: Some(api.clock.now()),
-                ..job
+                ..job.clone()
             };
-            let _ = ports.jobs.put(&failed).await;
+            let _ = save(ports.jobs.as_ref(), &mut failed, api.clock.now()).await;
             return Err(internal("request import", &e));
         }
         if !moved {
+            // Another start (or the run) moved it first: answer how it stands now.
             job = owned(&api, &identity, &id).await?;
         }
     }
     Ok((StatusCode::ACCEPTED, ok(view(&job))).into_response())
+}
+
+/// How long a QUEUED or RUNNING import may go without a write before it counts as abandoned:
+/// longer than the function's 15 minutes and the queue's redeliveries take.
+fn abandoned_after(config: &ImportConfig) -> chrono::Duration {
+    chrono::Duration::from_std(config.abandoned_after).unwrap_or(chrono::Duration::minutes(20))
+}
+
+/// The uploaded file, if it is there and within the limit.
+async fn checked_upload(ports: &ImportPorts, job: &ImportJob) -> Result<FileStat, ApiError> {
+    let stat = ports
+        .files
+        .stat(&job.object_key())
+        .await
+        .map_err(|e| internal("check upload", &e))?;
+    match stat {
+        None => Err(ApiError::conflict(
+            "FILE_NOT_UPLOADED",
+            "the file is not uploaded yet: PUT it to the uploadUrl first",
+        )),
+        Some(stat) if stat.bytes > ports.config.max_bytes => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "FILE_TOO_LARGE",
+            format!(
+                "the file is {} bytes; imports take at most {} bytes",
+                stat.bytes, ports.config.max_bytes
+            ),
+        )),
+        Some(stat) => Ok(stat),
+    }
 }
 
 pub(crate) async fn get(State(api): Api, identity: Identity, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -38,6 +38,15 @@ pub fn phone(raw: &str) -> Result<Option<String>, Refusal> {
     }
 }
 
+/// A cell's text as a reason quotes it: at most 32 characters, and digit runs that could be a
+/// phone masked (rejected rows are shown to callers who may not see phones; a phone shifted
+/// into another column by a stray comma would otherwise be echoed in full).
+fn quoted(raw: &str) -> String {
+    let short: String = raw.chars().take(32).collect();
+    let ellipsis = if raw.chars().count() > 32 { "…" } else { "" };
+    format!("{:?}", crate::lead::mask_digit_runs(&short) + ellipsis)
+}
+
 /// Whether a phone cell is masked (`138****8000`), as back offices export phones by default.
 pub fn is_masked(raw: &str) -> bool {
     half_width(raw).contains('*')
@@ -57,7 +66,8 @@ pub fn id(raw: &str) -> Result<Option<String>, Refusal> {
     if lower.contains("e+") || (lower.contains('e') && lower.chars().all(|c| c.is_ascii_digit() || ".e+-".contains(c)))
     {
         return Err(Refusal(format!(
-            "{raw:?} is an id Excel turned into a number; export the column as text"
+            "{} is an id Excel turned into a number; export the column as text",
+            quoted(raw)
         )));
     }
     let digits = text.strip_suffix(".0").unwrap_or(&text);
@@ -67,11 +77,12 @@ pub fn id(raw: &str) -> Result<Option<String>, Refusal> {
         && text.ends_with(".0")
     {
         return Err(Refusal(format!(
-            "{raw:?} lost its last digits in Excel; export the column as text"
+            "{} lost its last digits in Excel; export the column as text",
+            quoted(raw)
         )));
     }
     if !text.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) || text.len() > 64 {
-        return Err(Refusal(format!("{raw:?} is not an id")));
+        return Err(Refusal(format!("{} is not an id", quoted(raw))));
     }
     Ok(Some(digits.to_owned()))
 }
@@ -81,7 +92,9 @@ pub fn id_from_number(value: f64) -> Result<String, Refusal> {
     if value.fract() != 0.0 || value < 0.0 {
         return Err(Refusal(format!("{value} is not an id")));
     }
-    if value > 9_007_199_254_740_992.0 {
+    // Excel keeps 15 significant digits: a longer id typed as a number lost the rest (and two
+    // ids can have become one).
+    if value >= 1e15 {
         return Err(Refusal(format!(
             "{value:e} is an id Excel stored as a number and lost its last digits; export the column as text"
         )));
@@ -122,7 +135,7 @@ pub fn time(raw: &str) -> Result<Option<DateTime<Utc>>, Refusal> {
         let local = base + chrono::Duration::milliseconds((serial * 86_400_000.0).round() as i64);
         return beijing_instant(local);
     }
-    Err(Refusal(format!("{raw:?} is not a date and time")))
+    Err(Refusal(format!("{} is not a date and time", quoted(raw))))
 }
 
 fn beijing_instant(local: NaiveDateTime) -> Result<Option<DateTime<Utc>>, Refusal> {
@@ -158,7 +171,11 @@ mod tests {
         assert!(refused.0.contains("Excel"), "{refused:?}");
         assert!(id("7391234567890123000.0").is_err());
         assert_eq!(id(""), Ok(None));
-        assert_eq!(id_from_number(1_730_000_000_000_000.0), Ok("1730000000000000".into()));
+        assert_eq!(id_from_number(173_000_000_000_000.0), Ok("173000000000000".into()));
+        assert!(
+            id_from_number(1_730_000_000_000_001.0).is_err(),
+            "16 digits: Excel kept 15 of them"
+        );
         assert!(id_from_number(7.391_234_567_890_124e18).is_err());
     }
 

@@ -1,5 +1,5 @@
 //! Imports in the leads table: `pk = TENANT#<tenant>`, `sk = IMPORT#<importId>`, the record as a
-//! map, `nextRow` beside it for the checkpoint's condition, and `ttl` (reads check `expiresAt`).
+//! map, `revision` beside it for the writes' condition, and `ttl` (reads check `expiresAt`).
 
 use super::job::{ImportJob, ImportJobs};
 use crate::domain::TenantId;
@@ -34,7 +34,7 @@ fn item(job: &ImportJob) -> Result<Item, StoreError> {
     let mut item = key(&job.tenant, &job.import_id);
     let value = serde_json::to_value(job).map_err(|e| StoreError::new("encode import", e))?;
     item.insert("job".to_owned(), from_json(&value));
-    item.insert("nextRow".to_owned(), n(job.next_row as i64));
+    item.insert("revision".to_owned(), n(job.revision as i64));
     item.insert("ttl".to_owned(), n(job.expires_at.timestamp()));
     Ok(item)
 }
@@ -64,14 +64,17 @@ impl ImportJobs for DynamoImportJobs {
             .map_err(|e| StoreError::new("decode import", e))
     }
 
-    async fn advance(&self, job: &ImportJob, from_row: u64) -> Result<bool, StoreError> {
+    async fn advance(&self, job: &ImportJob) -> Result<bool, StoreError> {
+        let Some(read) = job.revision.checked_sub(1) else {
+            return Ok(false);
+        };
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item(job)?))
-            .condition_expression("nextRow = :from")
-            .expression_attribute_values(":from", n(from_row as i64))
+            .condition_expression("revision = :read")
+            .expression_attribute_values(":read", n(read as i64))
             .send()
             .await;
         match result {

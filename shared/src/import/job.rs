@@ -67,6 +67,14 @@ pub struct ImportJob {
     /// starts.
     #[serde(default)]
     pub next_row: u64,
+    /// Moves by one at every write after the first: a write is made only over the revision its
+    /// writer read, so of two runs (or two starts) of one import only one goes on.
+    #[serde(default)]
+    pub revision: u64,
+    /// The uploaded file's ETag when the import was started: a continued run reads that file,
+    /// never one uploaded over it since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_etag: Option<String>,
     /// How the file's text was read (csv: utf-8 or gb18030).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
@@ -77,6 +85,10 @@ pub struct ImportJob {
     pub finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the record was last written: a QUEUED or RUNNING import untouched for longer than a
+    /// run can take was abandoned (its run died), and may be started again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -129,9 +141,30 @@ pub fn new_import_id() -> String {
 pub trait ImportJobs: Send + Sync {
     async fn put(&self, job: &ImportJob) -> Result<(), StoreError>;
     async fn get(&self, tenant: &TenantId, import_id: &str) -> Result<Option<ImportJob>, StoreError>;
-    /// Writes `job` only if the stored one has still consumed `from_row` rows: of two runs of
-    /// one import (a redelivered request), only one moves it on. `false` when the other did.
-    async fn advance(&self, job: &ImportJob, from_row: u64) -> Result<bool, StoreError>;
+    /// Writes `job` (at revision `r`) only if the stored record is at revision `r - 1`: of two
+    /// runs of one import (a redelivered request), only one moves it on. `false` when the other
+    /// did, or when there is no such record.
+    async fn advance(&self, job: &ImportJob) -> Result<bool, StoreError>;
+}
+
+/// Writes `job` over the revision it was read at, stamped `now`; `false` (and `job` as it was)
+/// when another writer moved it first.
+pub async fn save(jobs: &dyn ImportJobs, job: &mut ImportJob, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let before = (job.revision, job.updated_at);
+    job.revision += 1;
+    job.updated_at = Some(now);
+    let saved = jobs.advance(job).await?;
+    if !saved {
+        (job.revision, job.updated_at) = before;
+    }
+    Ok(saved)
+}
+
+/// What an uploaded file is, as the store tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub bytes: u64,
+    pub etag: Option<String>,
 }
 
 /// Where uploaded files are.
@@ -139,11 +172,12 @@ pub trait ImportJobs: Send + Sync {
 pub trait ImportFiles: Send + Sync {
     /// A link that uploads the file with one PUT, for `ttl`, without credentials.
     async fn upload_url(&self, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
-    /// The uploaded file's size, `None` before it is uploaded.
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    /// The uploaded file's size and ETag, `None` before it is uploaded.
+    async fn stat(&self, key: &str) -> Result<Option<FileStat>, StoreError>;
     /// The file on local disk, to read (an xlsx needs seeking); [`LocalCopy`] removes a
-    /// downloaded copy when dropped.
-    async fn fetch(&self, key: &str) -> Result<LocalCopy, StoreError>;
+    /// downloaded copy when dropped. `None` when it is gone, or is no longer the file with
+    /// `etag` (uploaded over since).
+    async fn fetch(&self, key: &str, etag: Option<&str>) -> Result<Option<LocalCopy>, StoreError>;
 }
 
 /// A file on this machine's disk, removed when dropped if it is a temporary copy.
@@ -203,14 +237,17 @@ pub async fn run(
     ) {
         return Ok(RunEnd::Finished);
     }
-    let from = job.next_row;
     job.status = ImportStatus::Running;
     job.started_at.get_or_insert(deps.clock.now());
-    if !deps.jobs.advance(&job, from).await? {
+    if !save(deps.jobs.as_ref(), &mut job, deps.clock.now()).await? {
         return Ok(RunEnd::Superseded);
     }
-    let copy = match deps.files.fetch(&job.object_key()).await {
-        Ok(copy) => copy,
+    let copy = match deps.files.fetch(&job.object_key(), job.file_etag.as_deref()).await {
+        Ok(Some(copy)) => copy,
+        Ok(None) => {
+            let reason = "the uploaded file is gone or was uploaded over since the import started: make a new import";
+            return finish(deps, &mut job, ImportStatus::Failed, Some(reason.into())).await;
+        }
         Err(e) => {
             tracing::error!(error = %e, import_id, "import file could not be fetched");
             return Err(e);
@@ -258,12 +295,15 @@ impl Importer<'_> {
         let mut consumed = 0u64;
         let mut rows_since_header = 0usize;
         loop {
-            let Some(item) = self.rows.recv().await else {
-                break;
-            };
-            let row = match item {
-                Ok(row) => row,
-                Err(reason) => return self.fail(job, reason).await,
+            let row = match self.rows.recv().await {
+                Some(reader::Item::Row(row)) => row,
+                Some(reader::Item::End) => break,
+                Some(reader::Item::Failed(reason)) => return self.fail(job, consumed, reason).await,
+                // The reading thread died without saying why: not the end of the file.
+                None => {
+                    let reason = "the file could not be read to its end".to_owned();
+                    return self.fail(job, consumed, reason).await;
+                }
             };
             consumed += 1;
             if self.layout.is_none() {
@@ -273,10 +313,8 @@ impl Importer<'_> {
                 } else if !row.is_blank() {
                     rows_since_header += 1;
                     if rows_since_header >= row::HEADER_SEARCH_ROWS {
-                        {
-                            let reason = no_header(&self.overrides);
-                            return self.fail(job, reason).await;
-                        }
+                        let reason = no_header(&self.overrides);
+                        return self.fail(job, consumed, reason).await;
                     }
                 }
                 continue;
@@ -311,21 +349,18 @@ impl Importer<'_> {
         }
         if self.layout.is_none() {
             let reason = no_header(&self.overrides);
-            return self.fail(job, reason).await;
+            return self.fail(job, consumed, reason).await;
         }
         if !self.flush(job, consumed).await? {
             return Ok(RunEnd::Superseded);
         }
-        let from = job.next_row;
-        job.status = ImportStatus::Done;
-        job.finished_at = Some(self.deps.clock.now());
-        self.deps.jobs.advance(job, from).await?;
-        Ok(RunEnd::Finished)
+        finish(self.deps, job, ImportStatus::Done, None).await
     }
 
     /// Writes the waiting leads and moves the checkpoint to `consumed`.
     async fn flush(&mut self, job: &mut ImportJob, consumed: u64) -> Result<bool, StoreError> {
         let from = job.next_row;
+        let rejected = job.counts.rejected;
         if !self.batch.is_empty() {
             let leads: Vec<LeadRecord> = self.batch.iter().map(|(_, l)| l.clone()).collect();
             let report = self
@@ -349,10 +384,10 @@ impl Importer<'_> {
             self.batch.clear();
         }
         job.next_row = consumed.max(job.next_row);
-        if job.next_row == from {
+        if job.next_row == from && job.counts.rejected == rejected {
             return Ok(true);
         }
-        self.deps.jobs.advance(job, from).await
+        save(self.deps.jobs.as_ref(), job, self.deps.clock.now()).await
     }
 
     async fn pause(&self, job: &mut ImportJob) -> Result<RunEnd, StoreError> {
@@ -365,14 +400,31 @@ impl Importer<'_> {
         Ok(RunEnd::Continued)
     }
 
-    async fn fail(&self, job: &mut ImportJob, reason: String) -> Result<RunEnd, StoreError> {
-        let from = job.next_row;
-        job.status = ImportStatus::Failed;
-        job.error = Some(reason);
-        job.finished_at = Some(self.deps.clock.now());
-        self.deps.jobs.advance(job, from).await?;
-        Ok(RunEnd::Finished)
+    /// Fails the import after storing what the rows before `consumed` brought, so its counts
+    /// are what was written.
+    async fn fail(&mut self, job: &mut ImportJob, consumed: u64, reason: String) -> Result<RunEnd, StoreError> {
+        if !self.flush(job, consumed).await? {
+            return Ok(RunEnd::Superseded);
+        }
+        finish(self.deps, job, ImportStatus::Failed, Some(reason)).await
     }
+}
+
+/// The import DONE or FAILED; a writer that lost the race leaves it to the winner.
+async fn finish(
+    deps: &ImportDeps,
+    job: &mut ImportJob,
+    status: ImportStatus,
+    error: Option<String>,
+) -> Result<RunEnd, StoreError> {
+    job.status = status;
+    job.error = error;
+    job.finished_at = Some(deps.clock.now());
+    Ok(if save(deps.jobs.as_ref(), job, deps.clock.now()).await? {
+        RunEnd::Finished
+    } else {
+        RunEnd::Superseded
+    })
 }
 
 fn no_header(overrides: &HashMap<Field, String>) -> String {

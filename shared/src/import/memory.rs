@@ -1,7 +1,7 @@
 //! Embedded import ports, for tests and the local run: records in memory, files in a directory
 //! (the local run takes the upload's PUT itself and writes it there).
 
-use super::job::{ImportJob, ImportJobs, LocalCopy};
+use super::job::{FileStat, ImportJob, ImportJobs, LocalCopy};
 use crate::domain::TenantId;
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -27,16 +27,26 @@ impl ImportJobs for MemoryImportJobs {
         Ok(lock(&self.0).get(&(tenant.clone(), import_id.to_owned())).cloned())
     }
 
-    async fn advance(&self, job: &ImportJob, from_row: u64) -> Result<bool, StoreError> {
+    async fn advance(&self, job: &ImportJob) -> Result<bool, StoreError> {
         let mut all = lock(&self.0);
         let key = (job.tenant.clone(), job.import_id.clone());
-        // As DynamoDB's condition: only a stored record at that checkpoint moves.
-        if all.get(&key).is_none_or(|stored| stored.next_row != from_row) {
+        // As DynamoDB's condition: only a stored record at the revision before moves.
+        if all.get(&key).is_none_or(|stored| stored.revision + 1 != job.revision) {
             return Ok(false);
         }
         all.insert(key, job.clone());
         Ok(true)
     }
+}
+
+/// A file's version as its size and modification time (what an ETag tells S3's callers).
+fn etag_of(m: &std::fs::Metadata) -> String {
+    let modified = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{modified}", m.len())
 }
 
 /// Uploaded files as files in `dir`; the upload link is `<base>/<key>`, which the local run
@@ -73,21 +83,27 @@ impl super::job::ImportFiles for DirectoryFiles {
         Ok(format!("{}/{key}", self.base))
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    async fn stat(&self, key: &str) -> Result<Option<FileStat>, StoreError> {
         let Some(path) = self.path_of(key) else {
             return Ok(None);
         };
         match tokio::fs::metadata(&path).await {
-            Ok(m) => Ok(Some(m.len())),
+            Ok(m) => Ok(Some(FileStat {
+                bytes: m.len(),
+                etag: Some(etag_of(&m)),
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::new("stat import file", e)),
         }
     }
 
-    async fn fetch(&self, key: &str) -> Result<LocalCopy, StoreError> {
-        let path = self
-            .path_of(key)
-            .ok_or_else(|| StoreError::new("fetch import file", "not an import file's key"))?;
-        Ok(LocalCopy { path, temporary: false })
+    async fn fetch(&self, key: &str, etag: Option<&str>) -> Result<Option<LocalCopy>, StoreError> {
+        let Some(stat) = self.stat(key).await? else {
+            return Ok(None);
+        };
+        if etag.is_some_and(|e| stat.etag.as_deref() != Some(e)) {
+            return Ok(None);
+        }
+        Ok(self.path_of(key).map(|path| LocalCopy { path, temporary: false }))
     }
 }

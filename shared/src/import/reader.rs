@@ -89,8 +89,14 @@ impl Format {
 /// Rows read ahead of the writer, at most.
 pub const ROWS_AHEAD: usize = 1024;
 
-/// What the reading thread says: rows, then at most one error, then the end of the channel.
-pub type Item = Result<Row, String>;
+/// What the reading thread says: rows, then either the end of the file or one error. A channel
+/// that closes without either is a reader that died, not the end of the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Row(Row),
+    End,
+    Failed(String),
+}
 
 /// Starts reading `path`; the receiver yields its rows in order. The encoding (for a CSV) is
 /// told first, on `encoding`.
@@ -105,16 +111,26 @@ pub fn spawn(path: PathBuf, format: Format) -> (mpsc::Receiver<Item>, tokio::syn
                 read_xlsx(&path, &tx)
             }
         };
-        if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e));
-        }
+        let last = match result {
+            Ok(Reading::Done) => Item::End,
+            Ok(Reading::Stopped) => return,
+            Err(e) => Item::Failed(e),
+        };
+        let _ = tx.blocking_send(last);
     });
     (rx, enc_rx)
 }
 
-/// Sends a row; `false` when the reader is gone (the import stopped early).
+/// How a read ended without an error.
+enum Reading {
+    Done,
+    /// The receiver went away (the run stopped early).
+    Stopped,
+}
+
+/// Sends a row; `false` when the receiver is gone (the import stopped early).
 fn send(tx: &mpsc::Sender<Item>, row: Row) -> bool {
-    tx.blocking_send(Ok(row)).is_ok()
+    tx.blocking_send(Item::Row(row)).is_ok()
 }
 
 /// Bytes looked at to tell UTF-8 from GB18030.
@@ -135,7 +151,7 @@ fn read_csv(
     path: &Path,
     enc_tx: tokio::sync::oneshot::Sender<Encoding>,
     tx: &mpsc::Sender<Item>,
-) -> Result<(), String> {
+) -> Result<Reading, String> {
     let mut file = std::fs::File::open(path).map_err(|e| format!("the file could not be opened: {e}"))?;
     let mut start = vec![0u8; SNIFF_BYTES];
     let mut filled = 0;
@@ -160,21 +176,34 @@ fn read_csv(
         input_len: 0,
         input_pos: 0,
         eof: false,
+        finished: false,
+        pending: Vec::new(),
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(BufReader::new(text));
     let mut record = csv::StringRecord::new();
+    // The row number as a spreadsheet shows it: the record's first line, less the line breaks
+    // inside quoted cells above it. The reader skips empty lines (rows too, in a spreadsheet)
+    // and counts them into the next record's start, so the start is found from the record's
+    // end: the line the reader stands on after it, less its own breaks.
+    let mut inner_breaks = 0u64;
     let mut number = 0u64;
     loop {
         match reader.read_record(&mut record) {
-            Ok(false) => return Ok(()),
+            Ok(false) => return Ok(Reading::Done),
             Ok(true) => {
-                number += 1;
+                let breaks: u64 = record.iter().map(|c| c.matches('\n').count() as u64).sum();
+                // After a line break the reader stands on the next line; at the end of a file
+                // without a final break, on the record's last.
+                let last_line = reader.position().line() - u64::from(!reader.is_done());
+                let first_line = last_line.saturating_sub(breaks);
+                number = first_line.saturating_sub(inner_breaks).max(number + 1);
+                inner_breaks += breaks;
                 let cells = record.iter().map(|c| Cell::Text(c.to_owned())).collect();
                 if !send(tx, Row { number, cells }) {
-                    return Ok(());
+                    return Ok(Reading::Stopped);
                 }
             }
             Err(e) => return Err(format!("the CSV could not be read after row {number}: {e}")),
@@ -190,37 +219,80 @@ struct Decoding<R> {
     input_len: usize,
     input_pos: usize,
     eof: bool,
+    /// The decoder was told the input ended: it must not be called again (it panics).
+    finished: bool,
+    /// Decoded bytes a short `out` had no room for.
+    pending: Vec<u8>,
 }
 
 impl<R: Read> Read for Decoding<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(out.len());
+            out[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Ok(n);
+        }
         // decode_to_utf8 needs room for a whole character.
         if out.len() < 4 {
             let mut small = [0u8; 4];
             let n = self.read(&mut small)?;
-            let n = n.min(out.len());
-            out[..n].copy_from_slice(&small[..n]);
-            return Ok(n);
+            let k = n.min(out.len());
+            out[..k].copy_from_slice(&small[..k]);
+            self.pending.extend_from_slice(&small[k..n]);
+            return Ok(k);
         }
         loop {
+            if self.finished {
+                return Ok(0);
+            }
             if self.input_pos == self.input_len && !self.eof {
                 self.input_len = self.inner.read(&mut self.input)?;
                 self.input_pos = 0;
                 self.eof = self.input_len == 0;
             }
-            let (_, read, written, _) =
+            let (result, read, written, _) =
                 self.decoder
                     .decode_to_utf8(&self.input[self.input_pos..self.input_len], out, self.eof);
             self.input_pos += read;
-            if written > 0 || self.eof {
+            if self.eof && result == encoding_rs::CoderResult::InputEmpty {
+                self.finished = true;
+            }
+            if written > 0 || self.finished {
                 return Ok(written);
             }
         }
     }
 }
 
-fn read_xlsx(path: &Path, tx: &mpsc::Sender<Item>) -> Result<(), String> {
+/// Whether the workbook counts its dates from 1904 (old Mac Excel): its serial days are then
+/// 1,462 fewer than the 1900 system's for the same date.
+fn dates_from_1904(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(mut zip) = zip::ZipArchive::new(BufReader::new(file)) else {
+        return false;
+    };
+    let Ok(mut workbook) = zip.by_name("xl/workbook.xml") else {
+        return false;
+    };
+    let mut xml = String::new();
+    if workbook.read_to_string(&mut xml).is_err() {
+        return false;
+    }
+    xml.contains("date1904=\"1\"") || xml.contains("date1904=\"true\"")
+}
+
+/// Days between the 1900 and the 1904 date systems.
+const DAYS_1900_TO_1904: f64 = 1462.0;
+
+fn read_xlsx(path: &Path, tx: &mpsc::Sender<Item>) -> Result<Reading, String> {
     use calamine::{DataRef, Reader, Xlsx};
+    let date_offset = if dates_from_1904(path) { DAYS_1900_TO_1904 } else { 0.0 };
     let file = std::fs::File::open(path).map_err(|e| format!("the file could not be opened: {e}"))?;
     let mut book: Xlsx<_> = Xlsx::new(BufReader::new(file)).map_err(|e| format!("not a readable .xlsx file: {e}"))?;
     let Some(sheet) = book.sheet_names().first().cloned() else {
@@ -242,7 +314,7 @@ fn read_xlsx(path: &Path, tx: &mpsc::Sender<Item>) -> Result<(), String> {
             DataRef::String(s) => Cell::Text(s.clone()),
             DataRef::SharedString(s) => Cell::Text((*s).to_owned()),
             DataRef::Bool(b) => Cell::Text(b.to_string()),
-            DataRef::DateTime(d) => Cell::Date(d.as_f64()),
+            DataRef::DateTime(d) => Cell::Date(d.as_f64() + date_offset),
             DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Cell::Text(s.clone()),
             DataRef::Error(_) => Cell::Empty,
         };
@@ -250,7 +322,7 @@ fn read_xlsx(path: &Path, tx: &mpsc::Sender<Item>) -> Result<(), String> {
         if current.as_ref().is_some_and(|row| row.number != number) {
             let row = current.take().expect("checked above");
             if !send(tx, row) {
-                return Ok(());
+                return Ok(Reading::Stopped);
             }
         }
         let row = current.get_or_insert_with(|| Row {
@@ -263,10 +335,12 @@ fn read_xlsx(path: &Path, tx: &mpsc::Sender<Item>) -> Result<(), String> {
         }
         row.cells[c] = value;
     }
-    if let Some(row) = current {
-        send(tx, row);
+    if let Some(row) = current
+        && !send(tx, row)
+    {
+        return Ok(Reading::Stopped);
     }
-    Ok(())
+    Ok(Reading::Done)
 }
 
 #[cfg(test)]
@@ -296,8 +370,12 @@ mod tests {
         let (mut rows, encoding) = spawn(path, Format::Csv);
         assert_eq!(encoding.await.unwrap(), Encoding::Gb18030);
         let mut all = Vec::new();
-        while let Some(row) = rows.recv().await {
-            all.push(row.unwrap());
+        while let Some(item) = rows.recv().await {
+            match item {
+                Item::Row(row) => all.push(row),
+                Item::End => break,
+                Item::Failed(e) => panic!("{e}"),
+            }
         }
         assert_eq!(all.len(), 5001);
         assert_eq!(all[0].cells[0], Cell::Text("客户姓名".into()));
@@ -306,6 +384,71 @@ mod tests {
             vec![Cell::Text("张4998".into()), Cell::Text("138 0013 4998".into())]
         );
         assert_eq!(all[4999].number, 5000);
+    }
+
+    async fn rows_of(text: &[u8], name: &str) -> Vec<Row> {
+        let dir = std::env::temp_dir().join(format!("reader-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let (mut rows, _) = spawn(path, Format::Csv);
+        let mut all = Vec::new();
+        loop {
+            match rows.recv().await.expect("the reader ends with End") {
+                Item::Row(row) => all.push(row),
+                Item::End => return all,
+                Item::Failed(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The decoder panics if asked again after the end; a file whose last line has no line
+    /// break made the CSV reader ask (and the release build aborts on a panic).
+    #[tokio::test]
+    async fn a_last_line_without_a_line_break_is_read_and_the_reader_ends() {
+        let rows = rows_of("手机号,姓名\r\n13800138000,张".as_bytes(), "nobreak.csv").await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].cells[1], Cell::Text("张".into()));
+        let (gb, _, _) = encoding_rs::GB18030.encode("手机号,姓名\r\n13800138000,张");
+        assert_eq!(rows_of(&gb, "nobreak-gb.csv").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn row_numbers_are_the_sheets_with_empty_lines_and_breaks_inside_cells() {
+        let text = "手机号,留言\n\n13800138000,\"两行\n留言\"\n13800138001,好\n";
+        let rows = rows_of(text.as_bytes(), "numbers.csv").await;
+        let numbers: Vec<u64> = rows.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, vec![1, 3, 4], "Excel shows the empty line as row 2");
+        let rows = rows_of(text.trim_end().as_bytes(), "numbers-nobreak.csv").await;
+        let numbers: Vec<u64> = rows.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, vec![1, 3, 4], "and without a final line break");
+    }
+
+    #[test]
+    fn the_decoder_serves_reads_of_any_size_without_losing_a_byte() {
+        let text = "客户姓名,手机号\n".repeat(50);
+        let (gb, _, _) = encoding_rs::GB18030.encode(&text);
+        let mut reader = Decoding {
+            inner: std::io::Cursor::new(gb.into_owned()),
+            decoder: encoding_rs::GB18030.new_decoder_without_bom_handling(),
+            input: vec![0; 7],
+            input_len: 0,
+            input_pos: 0,
+            eof: false,
+            finished: false,
+            pending: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), text);
+        assert_eq!(reader.read(&mut buf).unwrap(), 0, "and again at the end, no panic");
     }
 
     #[test]

@@ -97,6 +97,16 @@ fn time_cell(cell: &Cell) -> Result<Option<DateTime<Utc>>, Refusal> {
     }
 }
 
+/// A phone cell's text. A landline Excel stored as a number lost its leading 0
+/// (`02188886666` → 2188886666): a number of 9 to 11 digits that is not a mobile gets it back.
+fn phone_text(cell: &Cell) -> String {
+    let text = cell.text();
+    match cell {
+        Cell::Number(_) if (9..=11).contains(&text.len()) && !text.starts_with('1') => format!("0{text}"),
+        _ => text,
+    }
+}
+
 fn text_cell(cell: &Cell) -> Option<String> {
     let text = cell.text().trim().to_owned();
     (!text.is_empty()).then_some(text)
@@ -127,8 +137,9 @@ pub fn read(layout: &Layout, row: &Row, target: &Target) -> Result<LeadRecord, R
         // A phone Excel stored as a number is still its digits. A masked one (back offices mask
         // phones unless the export asked for them in full) is no phone: the lead id identifies
         // the row, and a phone the API synced is kept.
-        match cells::phone(&cell.text()) {
-            Err(refusal) if cells::is_masked(&cell.text()) => masked = Some(refuse(row, header, refusal)),
+        let text = phone_text(cell);
+        match cells::phone(&text) {
+            Err(refusal) if cells::is_masked(&text) => masked = Some(refuse(row, header, refusal)),
             other => phone = other.map_err(|r| refuse(row, header, r))?,
         }
     }
@@ -324,6 +335,12 @@ mod tests {
             number: 3,
             cells: vec![Cell::Number(123_456.0), Cell::Number(13_800_138_000.0)],
         };
+        let landline = Row {
+            number: 5,
+            cells: vec![Cell::Number(123_457.0), Cell::Number(2_188_886_666.0)],
+        };
+        let lead = read(&layout, &landline, &target(LeadSource::Feiyu)).unwrap();
+        assert_eq!(lead.fields.phone.as_deref(), Some("02188886666"), "the 0 Excel dropped");
         let lead = read(&layout, &small, &target(LeadSource::Feiyu)).unwrap();
         assert_eq!(
             (lead.source_lead_id.as_str(), lead.fields.phone.as_deref()),

@@ -3,7 +3,7 @@
 //! a temporary file to read (an xlsx is a zip, read from its end). Import requests go on SQS for
 //! the lead-import function.
 
-use super::job::{ImportFiles, ImportRequests, LocalCopy};
+use super::job::{FileStat, ImportFiles, ImportRequests, LocalCopy};
 use crate::domain::TenantId;
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -44,28 +44,39 @@ impl ImportFiles for S3ImportFiles {
         Ok(request.uri().to_owned())
     }
 
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    async fn stat(&self, key: &str) -> Result<Option<FileStat>, StoreError> {
+        // A missing key is a 404 only to a caller who may list the bucket (the template grants
+        // it); without, S3 answers 403.
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(out.content_length.unwrap_or(0).max(0) as u64)),
+            Ok(out) => Ok(Some(FileStat {
+                bytes: out.content_length.unwrap_or(0).max(0) as u64,
+                etag: out.e_tag,
+            })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(StoreError::new("stat import file", DisplayErrorContext(e))),
         }
     }
 
-    async fn fetch(&self, key: &str) -> Result<LocalCopy, StoreError> {
+    async fn fetch(&self, key: &str, etag: Option<&str>) -> Result<Option<LocalCopy>, StoreError> {
         let name = key.rsplit('/').next().unwrap_or("import");
         let copy = LocalCopy {
             path: self.scratch.join(format!("{}-{name}", std::process::id())),
             temporary: true,
         };
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("fetch import file", DisplayErrorContext(e)))?;
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(etag) = etag {
+            request = request.if_match(etag);
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 404 | 412)) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(StoreError::new("fetch import file", DisplayErrorContext(e))),
+        };
         let mut body = out.body;
         let mut file = tokio::fs::File::create(&copy.path)
             .await
@@ -82,7 +93,7 @@ impl ImportFiles for S3ImportFiles {
         file.flush()
             .await
             .map_err(|e| StoreError::new("fetch import file", e))?;
-        Ok(copy)
+        Ok(Some(copy))
     }
 }
 

@@ -57,11 +57,14 @@ async fn main() {
             counts: ImportCounts::default(),
             rejections: Vec::new(),
             next_row: 0,
+            revision: 0,
+            file_etag: None,
             encoding: None,
             created_at: now,
             started_at: None,
             finished_at: None,
             error: None,
+            updated_at: None,
             expires_at: now + chrono::Duration::days(1),
         };
         aws.s3
