@@ -35,3 +35,21 @@ fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(s3)
 }
+
+/// Sends `message` as JSON to the queue at `url` (a job request: an export, an import).
+pub async fn send_json(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    message: &impl serde::Serialize,
+    operation: &'static str,
+) -> Result<(), crate::store::StoreError> {
+    let body = serde_json::to_string(message).map_err(|e| crate::store::StoreError::new(operation, e))?;
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| crate::store::StoreError::new(operation, aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    Ok(())
+}

@@ -821,13 +821,12 @@ pub async fn spend_store(store: &dyn shared::spend::store::SpendStore) {
 /// Imports: a record reads back as written, per tenant; `advance` writes revision `r` only over
 /// revision `r - 1`, so of two runs (or starts) of one import only one goes on.
 pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
-    use shared::import::job::{ImportCounts, ImportJob};
+    use shared::import::job::{ImportJob, ImportOrder};
     use shared::import::row::Rejection;
     use shared::import::{ImportStatus, reader::Format};
     let tenant = TenantId::new(crate::moto::unique("imports"));
     let at = now();
-    let job = ImportJob {
-        import_id: shared::import::job::new_import_id(),
+    let order = ImportOrder {
         tenant: tenant.clone(),
         actor: "admin-1".into(),
         file_name: "客资管理.xlsx".into(),
@@ -835,20 +834,8 @@ pub async fn import_jobs(store: &dyn shared::import::ImportJobs) {
         source: LeadSource::Laike,
         connection_id: Some(ConnectionId::from_stored("c_1")),
         mapping: [("phone".to_owned(), "客户手机".to_owned())].into(),
-        status: ImportStatus::AwaitingUpload,
-        counts: ImportCounts::default(),
-        rejections: Vec::new(),
-        next_row: 0,
-        revision: 0,
-        file_etag: None,
-        encoding: None,
-        created_at: at,
-        started_at: None,
-        finished_at: None,
-        error: None,
-        updated_at: None,
-        expires_at: at + Duration::days(7),
     };
+    let job = ImportJob::awaiting(shared::import::job::new_import_id(), order, at, Duration::days(7));
     store.put(&job).await.expect("put");
     assert_eq!(store.get(&tenant, &job.import_id).await.unwrap(), Some(job.clone()));
     let stranger = TenantId::new(crate::moto::unique("stranger"));

@@ -46,22 +46,21 @@ impl Api {
         .await
     }
 
-    /// Makes an import, uploads `bytes` to its link, starts it, and waits for it to end.
-    async fn import(&self, t: &TenantId, file_name: &str, source: LeadSource, bytes: Vec<u8>) -> Value {
-        let (status, made) = self
-            .call(
-                t,
-                "POST",
-                "/imports",
-                Some(json!({"fileName": file_name, "source": source.as_str()})),
-            )
-            .await;
+    /// Makes an import with `body` and uploads `bytes` to its link; the import's id.
+    async fn uploaded(&self, t: &TenantId, body: Value, bytes: Vec<u8>) -> String {
+        let (status, made) = self.call(t, "POST", "/imports", Some(body)).await;
         assert_eq!(status, 201, "{made}");
-        let id = made["data"]["importId"].as_str().unwrap().to_owned();
         assert_eq!(made["data"]["status"], "AWAITING_UPLOAD");
         let url = made["data"]["uploadUrl"].as_str().unwrap();
         let put = reqwest::Client::new().put(url).body(bytes).send().await.unwrap();
         assert!(put.status().is_success(), "upload: {}", put.status());
+        made["data"]["importId"].as_str().unwrap().to_owned()
+    }
+
+    /// Makes an import, uploads `bytes` to its link, starts it, and waits for it to end.
+    async fn import(&self, t: &TenantId, file_name: &str, source: LeadSource, bytes: Vec<u8>) -> Value {
+        let body = json!({"fileName": file_name, "source": source.as_str()});
+        let id = self.uploaded(t, body, bytes).await;
         let (status, started) = self.call(t, "POST", &format!("/imports/{id}/start"), None).await;
         assert_eq!(status, 202, "{started}");
         self.wait(t, &id).await
@@ -289,23 +288,10 @@ async fn imports_refuse_what_they_cannot_take_with_a_reason() {
     assert!(job["error"].as_str().unwrap().contains("手机号"), "{job}");
 
     // The request's own mapping finds headers the defaults do not know.
-    let (status, made) = api
-        .call(
-            &t,
-            "POST",
-            "/imports",
-            Some(json!({"fileName": "own.csv", "source": "feiyu", "mapping": {"phone": "客户手机", "name": "称呼"}})),
-        )
+    let body = json!({"fileName": "own.csv", "source": "feiyu", "mapping": {"phone": "客户手机", "name": "称呼"}});
+    let id = api
+        .uploaded(&t, body, "称呼,客户手机\n周女士,13912345678\n".as_bytes().to_vec())
         .await;
-    assert_eq!(status, 201, "{made}");
-    let id = made["data"]["importId"].as_str().unwrap().to_owned();
-    let url = made["data"]["uploadUrl"].as_str().unwrap();
-    reqwest::Client::new()
-        .put(url)
-        .body("称呼,客户手机\n周女士,13912345678\n".as_bytes().to_vec())
-        .send()
-        .await
-        .unwrap();
     api.call(&t, "POST", &format!("/imports/{id}/start"), None).await;
     let job = api.wait(&t, &id).await;
     assert_eq!(job["counts"]["created"].as_u64(), Some(1), "{job}");
@@ -325,21 +311,8 @@ async fn the_import_function_continues_a_run_stopped_at_its_deadline() {
     let faults = [(100, BadRow::MaskedPhone), (333, BadRow::NothingToIdentify)];
     let (bytes, manifest) =
         sample_exports::render(Platform::OceanEngine, Style::plain(FileKind::Xlsx), &leads, &faults);
-    let (_, made) = api
-        .call(
-            &t,
-            "POST",
-            "/imports",
-            Some(json!({"fileName": "线索.xlsx", "source": "oceanengine_clue"})),
-        )
-        .await;
-    let id = made["data"]["importId"].as_str().unwrap().to_owned();
-    reqwest::Client::new()
-        .put(made["data"]["uploadUrl"].as_str().unwrap())
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"fileName": "线索.xlsx", "source": "oceanengine_clue"});
+    let id = api.uploaded(&t, body, bytes).await;
     // Queued as the start route does, but run by the function's handler.
     let mut job = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
     job.status = shared::import::ImportStatus::Queued;
@@ -405,21 +378,9 @@ async fn a_replaced_file_fails_the_import_and_an_abandoned_one_can_be_started_ag
     let t = tenant();
     let leads = sample_exports::leads(30, 11, sample_exports::sample_start());
     let (bytes, _) = sample_exports::render(Platform::Feiyu, Style::plain(FileKind::CsvUtf8Bom), &leads, &[]);
-    let (_, made) = api
-        .call(
-            &t,
-            "POST",
-            "/imports",
-            Some(json!({"fileName": "线索.csv", "source": "feiyu"})),
-        )
+    let id = api
+        .uploaded(&t, json!({"fileName": "线索.csv", "source": "feiyu"}), bytes)
         .await;
-    let id = made["data"]["importId"].as_str().unwrap().to_owned();
-    reqwest::Client::new()
-        .put(made["data"]["uploadUrl"].as_str().unwrap())
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
     let mut job = h.stores.import_jobs.get(&t, &id).await.unwrap().unwrap();
     job.status = shared::import::ImportStatus::Queued;
     job.file_etag = Some("\"an-earlier-upload\"".into());

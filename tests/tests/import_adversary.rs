@@ -16,7 +16,7 @@ use devkit::sample_exports::{self, BadRow, FileKind, Platform, SampleLead, Style
 use devkit::sim::adversary::Rng;
 use shared::clock::SystemClock;
 use shared::domain::TenantId;
-use shared::import::job::{ImportCounts, RunEnd};
+use shared::import::job::{ImportOrder, RunEnd};
 use shared::import::memory::{DirectoryFiles, MemoryImportJobs};
 use shared::import::reader::Format;
 use shared::import::row::derived_source_lead_id;
@@ -119,9 +119,7 @@ async fn run_case(seed: u64) -> Result<(), String> {
     } else {
         Format::Csv
     };
-    let now = chrono::Utc::now();
-    let job = ImportJob {
-        import_id: format!("i_{seed}"),
+    let order = ImportOrder {
         tenant: t.clone(),
         actor: "adversary".into(),
         file_name: "export".into(),
@@ -129,19 +127,15 @@ async fn run_case(seed: u64) -> Result<(), String> {
         source,
         connection_id: None,
         mapping: BTreeMap::new(),
+    };
+    let job = ImportJob {
         status: ImportStatus::Queued,
-        counts: ImportCounts::default(),
-        rejections: Vec::new(),
-        next_row: 0,
-        revision: 0,
-        file_etag: None,
-        encoding: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        error: None,
-        updated_at: None,
-        expires_at: now + chrono::Duration::days(1),
+        ..ImportJob::awaiting(
+            format!("i_{seed}"),
+            order,
+            chrono::Utc::now(),
+            chrono::Duration::days(1),
+        )
     };
     let path = files.path_of(&job.object_key()).ok_or("a key")?;
     std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;

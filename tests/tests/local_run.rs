@@ -286,6 +286,16 @@ async fn the_readme_walk_through_works_on_the_local_run() {
         (refused_row["row"].as_u64(), refused_row["column"].as_str()),
         (Some(3), Some("客户电话"))
     );
+    // An imported lead is a lead like any other: its LeadCreated goes out.
+    let events: Value = get_json(&http, format!("{base}/local/events"), &token).await;
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "LeadCreated" && e["lead"]["sourceLeadId"] == "7301234567890123456"),
+        "the imported lead's LeadCreated"
+    );
 
     let narrow = http
         .get(format!(

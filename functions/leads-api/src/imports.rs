@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use shared::config::ImportConfig;
 use shared::http::{ApiError, Identity, ok};
 use shared::import::headers::Field;
-use shared::import::job::{FileStat, ImportCounts, new_import_id, save};
+use shared::import::job::{FileStat, ImportCounts, ImportOrder, new_import_id, save};
 use shared::import::reader::Format;
 use shared::import::{ImportFiles, ImportJob, ImportJobs, ImportRequests, ImportStatus};
 use shared::lead::LeadSource;
@@ -148,8 +148,7 @@ pub(crate) async fn create(State(api): Api, identity: Identity, body: Bytes) -> 
     };
     let now = api.clock.now();
     let ttl = chrono::Duration::from_std(ports.config.ttl).unwrap_or(chrono::Duration::days(7));
-    let job = ImportJob {
-        import_id: new_import_id(),
+    let order = ImportOrder {
         tenant: identity.tenant.clone(),
         actor: crate::actor(&identity),
         file_name,
@@ -157,20 +156,8 @@ pub(crate) async fn create(State(api): Api, identity: Identity, body: Bytes) -> 
         source,
         connection_id,
         mapping,
-        status: ImportStatus::AwaitingUpload,
-        counts: ImportCounts::default(),
-        rejections: Vec::new(),
-        next_row: 0,
-        revision: 0,
-        file_etag: None,
-        encoding: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        error: None,
-        updated_at: Some(now),
-        expires_at: now + ttl,
     };
+    let job = ImportJob::awaiting(new_import_id(), order, now, ttl);
     ports.jobs.put(&job).await.map_err(|e| internal("record import", &e))?;
     let upload_url = ports
         .files

@@ -157,18 +157,10 @@ impl SqsExportRequests {
 #[async_trait]
 impl ExportRequests for SqsExportRequests {
     async fn request(&self, tenant: &TenantId, export_id: &str) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&ExportMessage {
+        let message = ExportMessage {
             tenant: tenant.clone(),
             export_id: export_id.to_owned(),
-        })
-        .expect("a message always serializes");
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| s3_error("request export", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        Ok(())
+        };
+        crate::aws::send_json(&self.client, &self.url, &message, "request export").await
     }
 }

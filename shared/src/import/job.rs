@@ -98,7 +98,46 @@ const CHECKPOINT_ROWS: u64 = 5 * UPSERT_BATCH as u64;
 /// Rejected rows kept on the record (the counts cover all of them).
 pub const MAX_REJECTIONS: usize = 100;
 
+/// What an import is asked for with.
+#[derive(Debug, Clone)]
+pub struct ImportOrder {
+    pub tenant: TenantId,
+    pub actor: String,
+    pub file_name: String,
+    pub format: Format,
+    pub source: LeadSource,
+    pub connection_id: Option<ConnectionId>,
+    pub mapping: BTreeMap<String, String>,
+}
+
 impl ImportJob {
+    /// A new import for `order`, waiting for its file since `now`, kept for `ttl`.
+    pub fn awaiting(import_id: String, order: ImportOrder, now: DateTime<Utc>, ttl: chrono::Duration) -> Self {
+        Self {
+            import_id,
+            tenant: order.tenant,
+            actor: order.actor,
+            file_name: order.file_name,
+            format: order.format,
+            source: order.source,
+            connection_id: order.connection_id,
+            mapping: order.mapping,
+            status: ImportStatus::AwaitingUpload,
+            counts: ImportCounts::default(),
+            rejections: Vec::new(),
+            next_row: 0,
+            revision: 0,
+            file_etag: None,
+            encoding: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            updated_at: Some(now),
+            expires_at: now + ttl,
+        }
+    }
+
     /// Where the file is uploaded: one object per import, named by its random id.
     pub fn object_key(&self) -> String {
         format!("imports/{}.{}", self.import_id, self.format.extension())

@@ -122,18 +122,10 @@ impl SqsImportRequests {
 #[async_trait]
 impl ImportRequests for SqsImportRequests {
     async fn request(&self, tenant: &TenantId, import_id: &str) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&ImportMessage {
+        let message = ImportMessage {
             tenant: tenant.clone(),
             import_id: import_id.to_owned(),
-        })
-        .expect("a message always serializes");
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| StoreError::new("request import", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        Ok(())
+        };
+        crate::aws::send_json(&self.client, &self.url, &message, "request import").await
     }
 }

@@ -6,7 +6,7 @@
 
 use devkit::sync_harness::SyncHarness;
 use shared::domain::TenantId;
-use shared::import::job::{ImportCounts, RunEnd};
+use shared::import::job::{ImportOrder, RunEnd};
 use shared::import::reader::Format;
 use shared::import::{ImportDeps, ImportJob, ImportStatus};
 use shared::lead::LeadSource;
@@ -43,9 +43,7 @@ async fn main() {
         clock: Arc::new(shared::clock::SystemClock),
     };
     for (n, label) in ["first import", "same file again"].iter().enumerate() {
-        let now = chrono::Utc::now();
-        let job = ImportJob {
-            import_id: format!("i_bench{n}"),
+        let order = ImportOrder {
             tenant: tenant.clone(),
             actor: "bench".into(),
             file_name: file.clone(),
@@ -53,19 +51,15 @@ async fn main() {
             source,
             connection_id: None,
             mapping: Default::default(),
+        };
+        let job = ImportJob {
             status: ImportStatus::Queued,
-            counts: ImportCounts::default(),
-            rejections: Vec::new(),
-            next_row: 0,
-            revision: 0,
-            file_etag: None,
-            encoding: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            updated_at: None,
-            expires_at: now + chrono::Duration::days(1),
+            ..ImportJob::awaiting(
+                format!("i_bench{n}"),
+                order,
+                chrono::Utc::now(),
+                chrono::Duration::days(1),
+            )
         };
         aws.s3
             .put_object()
