@@ -104,6 +104,14 @@ impl fmt::Display for ConnectionId {
 
 /// `prefix` and 96 bits of SHA-256 over the parts, each ended by a NUL so that ("ab", "c") and
 /// ("a", "bc") differ: stable ids for things identified by their parts.
+/// A random id: `prefix` and 128 bits of hex (tasks, export jobs, imports).
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("OS randomness is available");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
 pub(crate) fn derived_id(prefix: &str, parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for part in parts {

@@ -162,8 +162,5 @@ impl SyncTask {
 
 /// A random task id: `t_` and 128 bits of hex.
 pub fn new_task_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("OS randomness is available");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t_{hex}")
+    crate::domain::random_id("t_")
 }

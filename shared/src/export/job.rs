@@ -78,10 +78,7 @@ impl ExportJob {
 }
 
 pub fn new_export_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("OS randomness is available");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("x_{hex}")
+    crate::domain::random_id("x_")
 }
 
 #[async_trait]

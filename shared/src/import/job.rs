@@ -170,10 +170,7 @@ impl ImportJob {
 }
 
 pub fn new_import_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("OS randomness is available");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("i_{hex}")
+    crate::domain::random_id("i_")
 }
 
 #[async_trait]

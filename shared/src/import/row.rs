@@ -12,7 +12,6 @@ use crate::domain::{ConnectionId, TenantId};
 use crate::lead::{LeadFields, LeadRecord, LeadSource, PlatformLead};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
 /// A row the import did not take, as `GET /imports/{id}` shows it.
@@ -114,14 +113,8 @@ fn text_cell(cell: &Cell) -> Option<String> {
 
 /// The source lead id of a row without the platform's: from what identifies it in the file.
 pub fn derived_source_lead_id(phone: &str, created_at: Option<DateTime<Utc>>) -> String {
-    let mut hash = Sha256::new();
-    hash.update(phone.as_bytes());
-    hash.update([0u8]);
-    if let Some(t) = created_at {
-        hash.update(t.timestamp_millis().to_string().as_bytes());
-    }
-    let hex: String = hash.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("imp_{hex}")
+    let at = created_at.map(|t| t.timestamp_millis().to_string()).unwrap_or_default();
+    crate::domain::derived_id("imp_", &[phone, &at])
 }
 
 /// The lead a data row describes.

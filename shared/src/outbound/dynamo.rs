@@ -179,29 +179,19 @@ impl DeliveryStore for DynamoDeliveryStore {
     }
 
     async fn subscriptions(&self, tenant: &TenantId) -> Result<Vec<Subscription>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :hook)")
-                .expression_attribute_values(":pk", s(crate::store::dynamo::tenant_pk(tenant)))
-                .expression_attribute_values(":hook", s("HOOK#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("list subscriptions", e))?;
-            for item in page.items() {
-                out.push(decode_subscription(tenant, item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :hook)")
+            .expression_attribute_values(":pk", s(crate::store::dynamo::tenant_pk(tenant)))
+            .expression_attribute_values(":hook", s("HOOK#"))
+            .consistent_read(true);
+        let mut out = crate::store::attr::query_all(query, "list subscriptions")
+            .await?
+            .iter()
+            .map(|item| decode_subscription(tenant, item))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)
     }

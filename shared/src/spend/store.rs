@@ -289,34 +289,24 @@ impl SpendStore for DynamoSpendStore {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<(ConnectionId, SpendRow)>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(crate::store::dynamo::tenant_pk(tenant)))
+            .expression_attribute_values(":from", s(format!("SPEND#{}", from.format("%Y-%m"))))
+            .expression_attribute_values(":to", s(format!("SPEND#{}#~", to.format("%Y-%m"))));
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(crate::store::dynamo::tenant_pk(tenant)))
-                .expression_attribute_values(":from", s(format!("SPEND#{}", from.format("%Y-%m"))))
-                .expression_attribute_values(":to", s(format!("SPEND#{}#~", to.format("%Y-%m"))))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("query spend rows", e))?;
-            for item in page.items() {
-                let connection = ConnectionId::from_stored(get_s(item, "connectionId")?);
-                for row in month_rows(item)? {
-                    if row.day >= from && row.day <= to {
-                        out.push((connection.clone(), row));
-                    }
+        for item in crate::store::attr::query_all(query, "query spend rows").await? {
+            let connection = ConnectionId::from_stored(get_s(&item, "connectionId")?);
+            for row in month_rows(&item)? {
+                if row.day >= from && row.day <= to {
+                    out.push((connection.clone(), row));
                 }
             }
-            match page.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(out),
-            }
         }
+        Ok(out)
     }
 
     async fn watermark(

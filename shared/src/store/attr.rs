@@ -96,6 +96,29 @@ pub async fn get_consistent(
     Ok(out.item)
 }
 
+/// Every item `query` finds, page after page (each next page from the last one's
+/// `LastEvaluatedKey`). For reads whose whole answer is wanted and bounded by the caller's range.
+pub async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    operation: &'static str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = query
+            .clone()
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error(operation, e))?;
+        items.extend(out.items.unwrap_or_default());
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// True when the error is a failed condition (of any single-item write), which callers turn into
 /// a domain answer.
 pub fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(

@@ -375,27 +375,17 @@ impl ConnectionStore for DynamoConnectionStore {
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<Connection>, StoreError> {
-        let mut connections = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-                .expression_attribute_values(":prefix", s("CONN#"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("list connections", e))?;
-            for item in out.items() {
-                connections.push(Self::decode(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(connections),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", s("CONN#"));
+        super::attr::query_all(query, "list connections")
+            .await?
+            .iter()
+            .map(Self::decode)
+            .collect()
     }
 }

@@ -11,7 +11,9 @@
 //! leads per Beijing day, added to in the transaction that writes the lead; `pk =
 //! HIST#<tenant>#<leadId>`, `sk = H#<key>` items are the lead's history.
 
-use super::attr::{Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, s, sdk_error, time, to_json};
+use super::attr::{
+    Item, from_json, get_consistent, get_n, get_opt_s, get_s, get_time, n, query_all, s, sdk_error, time, to_json,
+};
 use super::dynamo::tenant_pk;
 use super::{
     HistoryPage, IndexEntry, IndexPage, IndexRange, LeadStore, LeadUpdateError, OperatorChange, PendingPhone,
@@ -1029,35 +1031,25 @@ impl LeadStore for DynamoLeadStore {
         first: NaiveDate,
         last: NaiveDate,
     ) -> Result<Vec<(String, i64)>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":lo", s(format!("COUNT#A|{}", day_key(first))))
+            .expression_attribute_values(":hi", s(format!("COUNT#A|{}|~", day_key(last))));
         let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-                .expression_attribute_values(":lo", s(format!("COUNT#A|{}", day_key(first))))
-                .expression_attribute_values(":hi", s(format!("COUNT#A|{}|~", day_key(last))))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("read analytics counters", e))?;
-            for item in out.items() {
-                let sk = get_s(item, "sk")?;
-                // COUNT#<key>#<day>: the key holds no '#'.
-                let key = sk
-                    .trim_start_matches("COUNT#")
-                    .rsplit_once('#')
-                    .map_or(sk.as_str(), |(k, _)| k);
-                found.push((key.to_owned(), get_n(item, "n").unwrap_or(0)));
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(found),
-            }
+        for item in query_all(query, "read analytics counters").await? {
+            let sk = get_s(&item, "sk")?;
+            // COUNT#<key>#<day>: the key holds no '#'.
+            let key = sk
+                .trim_start_matches("COUNT#")
+                .rsplit_once('#')
+                .map_or(sk.as_str(), |(k, _)| k);
+            found.push((key.to_owned(), get_n(&item, "n").unwrap_or(0)));
         }
+        Ok(found)
     }
 
     async fn count_days(
@@ -1068,27 +1060,17 @@ impl LeadStore for DynamoLeadStore {
         last: NaiveDate,
     ) -> Result<u64, StoreError> {
         let prefix = format!("COUNT#{}#", partition.key());
-        let mut total = 0i64;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-                .expression_attribute_values(":lo", s(format!("{prefix}{}", day_key(first))))
-                .expression_attribute_values(":hi", s(format!("{prefix}{}", day_key(last))))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("read counters", e))?;
-            total += out.items().iter().map(|i| get_n(i, "n").unwrap_or(0)).sum::<i64>();
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total.max(0) as u64),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+            .expression_attribute_values(":lo", s(format!("{prefix}{}", day_key(first))))
+            .expression_attribute_values(":hi", s(format!("{prefix}{}", day_key(last))));
+        let items = query_all(query, "read counters").await?;
+        let total: i64 = items.iter().map(|i| get_n(i, "n").unwrap_or(0)).sum();
+        Ok(total.max(0) as u64)
     }
 
     async fn history(
